@@ -1,0 +1,33 @@
+"""The `lineagerun` command. Each component adds its own group in its own
+module (``lineagerun/cli/<component>.py``) and registers it below."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lineagerun")
+def cli() -> None:
+    """lineagerun: a distributed task and actor runtime with fault tolerance by lineage replay."""
+
+
+def _register() -> None:
+    import importlib
+
+    for module_name, attr in _COMMANDS:
+        module = importlib.import_module(module_name)
+        cli.add_command(getattr(module, attr))
+
+
+# (module, click command or group) pairs; components append theirs here.
+_COMMANDS: list[tuple[str, str]] = []
+
+
+def main() -> None:
+    _register()
+    cli()
+
+
+if __name__ == "__main__":
+    main()
