@@ -27,6 +27,7 @@ chaos: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/control_store.py
+	$(PY) bench/objects.py
 
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py

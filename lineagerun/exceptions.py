@@ -231,7 +231,11 @@ class OutOfMemoryError(LineagerunError, MemoryError):
 
 
 class ObjectStoreFullError(OutOfMemoryError):
-    pass
+    """The object store has no room: everything in it is pinned."""
+
+
+class ObjectTooLargeError(ObjectStoreFullError, InvalidArgumentError):
+    """An object is larger than the whole object store capacity; retrying cannot help."""
 
 
 class InfeasibleTaskError(LineagerunError):
