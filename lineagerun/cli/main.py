@@ -21,7 +21,9 @@ def _register() -> None:
 
 
 # (module, click command or group) pairs; components append theirs here.
-_COMMANDS: list[tuple[str, str]] = []
+_COMMANDS: list[tuple[str, str]] = [
+    ("lineagerun.cli.chaos", "chaos"),
+]
 
 
 def main() -> None:
