@@ -27,7 +27,9 @@ _OPTIONS = [
 _CLIENT_OPTIONS = _OPTIONS + [
     # Reconnect quickly after a peer restarts (defaults back off up to 120 s).
     ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
+    # Also gRPC's minimum connect timeout: lower values fail connection
+    # attempts on a loaded machine ("timed out before SETTINGS frame").
+    ("grpc.min_reconnect_backoff_ms", 1000),
     ("grpc.max_reconnect_backoff_ms", 500),
     ("grpc.enable_retries", 0),
 ]
@@ -133,31 +135,40 @@ def make_channel(address: str, token: str | None, *, root_cert: bytes | None = N
     return channel
 
 
-class _AioTokenInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor,
-                           grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor):
+class _AioTokenBase:
     def __init__(self, token: str):
         self._md = (TOKEN_METADATA_KEY, token)
 
     def _details(self, d):
-        md = grpc.aio.Metadata(*(list(d.metadata or ()) + [self._md]))
-        return d._replace(metadata=md)
+        return d._replace(metadata=grpc.aio.Metadata(*(list(d.metadata or ()) + [self._md])))
 
+
+# grpc.aio files an interceptor under the first call kind it implements only,
+# so one object per kind is needed for streaming calls to carry the token too.
+class _AioTokenUnaryUnary(_AioTokenBase, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, d, request):
         return await continuation(self._details(d), request)
 
+
+class _AioTokenUnaryStream(_AioTokenBase, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, d, request):
         return await continuation(self._details(d), request)
 
+
+class _AioTokenStreamUnary(_AioTokenBase, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, d, request_iterator):
         return await continuation(self._details(d), request_iterator)
 
+
+class _AioTokenStreamStream(_AioTokenBase, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, d, request_iterator):
         return await continuation(self._details(d), request_iterator)
 
 
 def make_aio_channel(address: str, token: str | None, *, root_cert: bytes | None = None):
     """An asyncio channel that sends ``token`` on every call."""
-    interceptors = [_AioTokenInterceptor(token)] if token else None
+    interceptors = ([_AioTokenUnaryUnary(token), _AioTokenUnaryStream(token),
+                     _AioTokenStreamUnary(token), _AioTokenStreamStream(token)] if token else None)
     if root_cert is not None:
         creds = grpc.ssl_channel_credentials(root_certificates=root_cert)
         return grpc.aio.secure_channel(address, creds, options=_CLIENT_OPTIONS, interceptors=interceptors)

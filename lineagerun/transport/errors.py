@@ -12,9 +12,9 @@ import grpc
 
 from lineagerun.exceptions import (
     ERROR_CLASSES_BY_CODE,
-    ControlStoreUnavailableError,
     RpcError,
     RpcTimeoutError,
+    UnavailableError,
 )
 
 CODE_KEY = "lr-error-code"
@@ -81,7 +81,7 @@ def from_rpc_error(err: grpc.RpcError, *, what: str = "") -> RpcError:
     if status == grpc.StatusCode.DEADLINE_EXCEEDED:
         return RpcTimeoutError(f"{prefix}deadline exceeded ({details})")
     if status == grpc.StatusCode.UNAVAILABLE:
-        return ControlStoreUnavailableError(f"{prefix}peer unavailable ({details})")
+        return UnavailableError(f"{prefix}peer unavailable ({details})")
     if status == grpc.StatusCode.UNAUTHENTICATED:
         return ERROR_CLASSES_BY_CODE["UNAUTHENTICATED"](f"{prefix}{details}")
     return RpcError(f"{prefix}{status}: {details}", code="INTERNAL")

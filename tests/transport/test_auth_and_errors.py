@@ -95,3 +95,28 @@ def test_aio_server_refuses_wrong_token():
             await srv.stop(None)
 
     asyncio.run(run())
+
+
+def test_aio_channel_carries_token_on_streaming_calls():
+    """grpc.aio registers an interceptor under one call kind only; a
+    server-streaming call must carry the token too."""
+
+    class _Watcher(_Coordinator):
+        async def WatchConfig(self, request, context):
+            for version in (1, 2):
+                yield common_pb2.ClusterConfig(version=version)
+
+    async def run():
+        srv = channels.make_aio_server(TOKEN)
+        coordinator_pb2_grpc.add_ChainCoordinatorServicer_to_server(_Watcher(), srv)
+        port = channels.bind(srv, "127.0.0.1", 0, TOKEN)
+        await srv.start()
+        try:
+            async with channels.make_aio_channel(f"127.0.0.1:{port}", TOKEN) as ch:
+                stub = coordinator_pb2_grpc.ChainCoordinatorStub(ch)
+                versions = [c.version async for c in stub.WatchConfig(coordinator_pb2.WatchConfigRequest(), timeout=5)]
+            assert versions == [1, 2]
+        finally:
+            await srv.stop(None)
+
+    asyncio.run(run())
