@@ -1,0 +1,1 @@
+"""The control-store replica process: ``python -m lineagerun.control.replica``."""
