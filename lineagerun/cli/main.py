@@ -23,6 +23,13 @@ def _register() -> None:
 # (module, click command or group) pairs; components append theirs here.
 _COMMANDS: list[tuple[str, str]] = [
     ("lineagerun.cli.chaos", "chaos"),
+    ("lineagerun.cli.control_store", "control_store"),
+    ("lineagerun.cli.demo", "demo"),
+    ("lineagerun.cli.state", "lineage_command"),
+    ("lineagerun.cli.state", "list_command"),
+    ("lineagerun.cli.state", "get_command"),
+    ("lineagerun.cli.state", "summary_command"),
+    ("lineagerun.cli.state", "timeline_command"),
 ]
 
 
