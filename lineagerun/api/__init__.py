@@ -1,0 +1,1 @@
+"""The public API's implementation; ``lineagerun/__init__.py`` re-exports it."""

@@ -1,0 +1,103 @@
+"""``ObjectRef``: a reference to an object of the cluster (Ray: ``ray.ObjectRef``)."""
+
+from __future__ import annotations
+
+from lineagerun.core.ids import ObjectID, TaskID
+
+
+# A driver's record of refs made and dropped (queue.SimpleQueue: its put is
+# safe to call from __del__); None in workers, which never release objects.
+ref_events = None
+
+
+class ObjectRef:
+    """A future value, named by its deterministic ``ObjectID``.
+
+    Hashable and comparable by id, so it can be a dict key; pickles as its id
+    (a ref sent to another process names the same object)."""
+
+    __slots__ = ("_id", "_tracked", "__weakref__")
+
+    def __init__(self, object_id: ObjectID | bytes):
+        if not isinstance(object_id, ObjectID):
+            object_id = ObjectID(object_id)
+        self._id = object_id
+        self._tracked = False
+
+    @classmethod
+    def _owned(cls, object_id: ObjectID) -> "ObjectRef":
+        """A ref to an object this driver made (put or task return): when
+        the last such ref goes, the driver releases the object. Refs read
+        back from values or ``from_hex`` are borrowed and release nothing."""
+        ref = cls(object_id)
+        events = ref_events
+        if events is not None:
+            ref._tracked = True
+            events.put((True, object_id.binary()))
+        return ref
+
+    def __del__(self):
+        events = ref_events
+        if events is not None and self._tracked:
+            try:
+                events.put((False, self._id.binary()))
+            except Exception:  # interpreter shutting down
+                pass
+
+    @classmethod
+    def from_hex(cls, text: str) -> "ObjectRef":
+        """The ref of an object named by ``hex()`` (e.g. printed by another driver)."""
+        return cls(ObjectID.from_hex(text))
+
+    @classmethod
+    def from_binary(cls, binary: bytes) -> "ObjectRef":
+        return cls(ObjectID(binary))
+
+    @classmethod
+    def nil(cls) -> "ObjectRef":
+        return cls(ObjectID.nil())
+
+    def binary(self) -> bytes:
+        return self._id.binary()
+
+    def hex(self) -> str:
+        return self._id.hex()
+
+    def object_id(self) -> ObjectID:
+        return self._id
+
+    def task_id(self) -> TaskID:
+        return self._id.task_id()
+
+    def is_nil(self) -> bool:
+        return self._id.is_nil()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is ObjectRef and other._id == self._id
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __reduce__(self):
+        return (ObjectRef.from_binary, (self._id.binary(),))
+
+    def __repr__(self) -> str:
+        return f"ObjectRef({self._id.hex()})"
+
+    def __await__(self):
+        # ``await ref`` inside async actors, as Ray: the blocking get runs in
+        # a thread so the event loop keeps serving other calls.
+        import asyncio
+
+        from lineagerun.api import context
+
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(None, context.core_worker().get_one, self).__await__()
+
+
+def ref_to_id(obj) -> bytes | None:
+    """Serialisation hook: the id of a nested ``ObjectRef``, else None."""
+    return obj._id.binary() if type(obj) is ObjectRef else None
+
+
+id_to_ref = ObjectRef.from_binary

@@ -1,0 +1,358 @@
+"""``init()`` / ``shutdown()`` and the embedded cluster.
+
+``init()`` with no address starts, under a new session directory, a control
+store (``ControlStoreCluster``, 1 shard x 2 replicas) and one node manager.
+The node manager needs the coordinator's address, so it is launched the
+moment the coordinator is serving, while the replicas are still starting.
+The driver connects over the node manager's unix socket. ``shutdown()`` (and
+interpreter exit) stops what was started, by process group.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lineagerun import exceptions
+from lineagerun.api import context
+
+SESSION_ROOT = "/tmp/lineagerun"
+CONTROL_STORE_REPLICAS = 2
+# Waiting for the node manager's ready.json: Python start-up and imports take
+# ~0.5 s; a loaded 2-core CI machine needs far more.
+NODE_START_TIMEOUT_S = 60.0
+POLL_INTERVAL_S = 0.005
+STOP_GRACE_S = 5.0
+TOKEN_FILE_NAME = "token"
+
+
+@dataclass
+class EmbeddedCluster:
+    session_dir: Path
+    token: str
+    control_store: object = None
+    node_process: subprocess.Popen | None = None
+    node_ready: dict = field(default_factory=dict)
+
+    def stop(self) -> None:
+        if self.node_process is not None:
+            _stop_group(self.node_process)
+            self.node_process = None
+        if self.control_store is not None:
+            self.control_store.stop()
+            self.control_store = None
+        store_session_id = self.node_ready.get("store_session_id")
+        if store_session_id:
+            from lineagerun.objects.store import cleanup_session
+
+            cleanup_session(store_session_id)
+
+
+@dataclass
+class DriverState:
+    core_worker: object
+    cluster: EmbeddedCluster | None
+    address: str
+    session_dir: str
+    namespace: str
+
+
+_state: DriverState | None = None
+_atexit_registered = False
+_lock = threading.RLock()
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process group, SIGKILL it after the grace period."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # anything left of the group (its workers)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _new_session_dir() -> Path:
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S") + f"_{int(time.time() * 1e6) % 1_000_000:06d}"
+    path = Path(SESSION_ROOT) / f"session_{stamp}_{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=False, mode=0o700)
+    return path
+
+
+def _node_command(session_dir: Path, control_address: str, token_file: Path, node_id_hex: str, *,
+                  num_cpus: int, num_gpus: float | None, resources: dict | None,
+                  object_store_memory: int | None) -> list[str]:
+    argv = [sys.executable, "-m", "lineagerun.node", "--session-dir", str(session_dir),
+            "--control-store", control_address, "--token-file", str(token_file),
+            "--num-cpus", str(num_cpus), "--node-id", node_id_hex, "--host", "127.0.0.1", "--port", "0"]
+    if num_gpus:
+        argv += ["--num-gpus", str(num_gpus)]
+    if resources:
+        argv += ["--resources", json.dumps(resources)]
+    if object_store_memory:
+        argv += ["--object-store-memory", str(object_store_memory)]
+    return argv
+
+
+def _wait_coordinator(cluster, starter: threading.Thread, deadline_s: float) -> str:
+    while True:
+        coordinator = cluster.coordinator
+        if coordinator is not None and coordinator.address:
+            return coordinator.address
+        if not starter.is_alive():
+            raise exceptions.ConfigurationError("the control store failed to start; see its logs under "
+                                                f"{cluster.dir}")
+        if time.monotonic() > deadline_s:
+            raise exceptions.ConfigurationError(f"the control store did not start in {NODE_START_TIMEOUT_S} s")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def _default_num_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _wait_node_ready(process: subprocess.Popen, ready_path: Path, log_path: Path, deadline_s: float,
+                     control_failure: list[BaseException]) -> dict:
+    while True:
+        if control_failure:  # the node manager would retry it for its whole client timeout
+            raise control_failure[0]
+        if ready_path.exists():
+            try:
+                return json.loads(ready_path.read_text())
+            except ValueError:
+                pass  # written by temp + rename, so only a partial read of an old file; retry
+        if process.poll() is not None:
+            tail = log_path.read_text()[-3000:] if log_path.exists() else ""
+            raise exceptions.ConfigurationError(
+                f"the node manager exited with code {process.returncode} before serving; {log_path}:\n{tail}")
+        if time.monotonic() > deadline_s:
+            raise exceptions.ConfigurationError(f"the node manager did not write {ready_path} within "
+                                                f"{NODE_START_TIMEOUT_S} s; see {log_path}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def start_embedded_cluster(*, num_cpus: int | None, num_gpus: float | None, resources: dict | None,
+                           object_store_memory: int | None) -> EmbeddedCluster:
+    from lineagerun.control.cluster import ControlStoreCluster
+    from lineagerun.transport.auth import new_token, write_token_file
+
+    session_dir = _new_session_dir()
+    token = new_token()
+    token_file = write_token_file(session_dir / TOKEN_FILE_NAME, token)
+    (session_dir / "logs").mkdir(exist_ok=True)
+    cluster = EmbeddedCluster(session_dir, token)
+    control_store = ControlStoreCluster(session_dir / "control", shards=1, replicas=CONTROL_STORE_REPLICAS,
+                                        token=token)
+    cluster.control_store = control_store
+    failure: list[BaseException] = []
+
+    def start_control_store() -> None:
+        try:
+            control_store.start()
+        except BaseException as exc:  # reported by the caller
+            failure.append(exc)
+
+    starter = threading.Thread(target=start_control_store, name="lineagerun-control-store-start", daemon=True)
+    deadline_s = time.monotonic() + NODE_START_TIMEOUT_S
+    try:
+        starter.start()
+        # The node manager needs the coordinator's address; it starts while
+        # the replicas do (its client retries until the chains serve).
+        control_address = _wait_coordinator(control_store, starter, deadline_s)
+        node_id_hex = os.urandom(28).hex()
+        argv = _node_command(session_dir, control_address, token_file, node_id_hex,
+                             num_cpus=num_cpus if num_cpus is not None else _default_num_cpus(),
+                             num_gpus=num_gpus, resources=resources, object_store_memory=object_store_memory)
+        log_path = session_dir / "logs" / "node_manager.log"
+        with open(log_path, "ab") as log:
+            cluster.node_process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                                    close_fds=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        ready_path = session_dir / "nodes" / node_id_hex / "ready.json"
+        cluster.node_ready = _wait_node_ready(cluster.node_process, ready_path, log_path, deadline_s, failure)
+        starter.join(max(0.0, deadline_s - time.monotonic()))
+        if failure:
+            raise failure[0]
+        if starter.is_alive():
+            raise exceptions.ConfigurationError(f"the control store did not form within {NODE_START_TIMEOUT_S} s")
+    except BaseException:
+        starter.join(STOP_GRACE_S)
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _find_session(address: str) -> tuple[str, str, str]:
+    """(session dir, node socket, token) of a running node manager: the most
+    recent one for "auto", else the one serving ``address`` (host:port,
+    unix:path or a session directory)."""
+    candidates = []
+    for ready in glob.glob(os.path.join(SESSION_ROOT, "session_*", "nodes", "*", "ready.json")):
+        try:
+            info = json.loads(Path(ready).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _pid_alive(info.get("pid")):
+            continue
+        session_dir = str(Path(ready).parents[2])
+        if address in ("auto", info.get("address"), info.get("socket"), session_dir):
+            candidates.append((os.path.getmtime(ready), session_dir, info))
+    if not candidates:
+        raise exceptions.ConfigurationError(
+            f"no running lineagerun node manager found for address {address!r} under {SESSION_ROOT}; "
+            "start one with lineagerun.init() in another process, or call init() without an address")
+    _, session_dir, info = max(candidates, key=lambda c: c[0])
+    from lineagerun.transport.auth import read_token_file
+
+    return session_dir, info["socket"], read_token_file(Path(session_dir) / TOKEN_FILE_NAME)
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: float | None = None,
+         resources: dict | None = None, object_store_memory: int | None = None, namespace: str | None = None,
+         ignore_reinit_error: bool = False, log_to_driver: bool = True, **unsupported) -> "DriverState":
+    """Start an embedded cluster (no address) or connect to a running node
+    manager (``"auto"``, ``"host:port"``, ``"unix:path"`` or its session directory)."""
+    global _state
+    if unsupported:
+        raise exceptions.InvalidArgumentError(
+            f"init() got unsupported arguments {sorted(unsupported)}; lineagerun supports address, num_cpus, "
+            "num_gpus, resources, object_store_memory, namespace, ignore_reinit_error")
+    _check_init_arguments(num_cpus, num_gpus, resources, object_store_memory, namespace)
+    with _lock:
+        if _state is not None:
+            if ignore_reinit_error:
+                return _state
+            raise exceptions.ConfigurationError(
+                "lineagerun.init() was already called; call lineagerun.shutdown() first, or pass "
+                "ignore_reinit_error=True")
+        if context.is_worker():
+            raise exceptions.ConfigurationError("init() cannot be called inside a task or actor")
+        cluster = None
+        if address is None:
+            cluster = start_embedded_cluster(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                             object_store_memory=object_store_memory)
+            session_dir, socket, token = str(cluster.session_dir), cluster.node_ready["socket"], cluster.token
+            node_address = cluster.node_ready["address"]
+        else:
+            if not isinstance(address, str):
+                raise exceptions.InvalidArgumentError(f"address must be a str, got {type(address).__name__}")
+            session_dir, socket, token = _find_session(address)
+            node_address = address
+        try:
+            core_worker = _connect(socket, token, namespace or "")
+        except BaseException:
+            if cluster is not None:
+                cluster.stop()
+            raise
+        _state = DriverState(core_worker, cluster, node_address, session_dir, namespace or "")
+        context.set_driver(core_worker, session_dir)
+        global _atexit_registered
+        if not _atexit_registered:
+            atexit.register(shutdown)
+            _atexit_registered = True
+        if cluster is not None:
+            _exit_on_sigterm()
+        verb = "started a local cluster" if cluster is not None else "connected to the cluster"
+        print(f"lineagerun: {verb} at {node_address} (session {session_dir})", flush=True)
+        return _state
+
+
+def _exit_on_sigterm() -> None:
+    """As Ray's driver: SIGTERM exits through ``sys.exit`` so that the atexit
+    shutdown stops the embedded cluster (the default action would leave it
+    running). A handler the program installed itself is kept."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum, frame) -> None:
+    sys.exit(128 + signum)
+
+
+def _check_init_arguments(num_cpus, num_gpus, resources, object_store_memory, namespace) -> None:
+    if num_cpus is not None and (not isinstance(num_cpus, int) or isinstance(num_cpus, bool) or num_cpus < 0):
+        raise exceptions.InvalidArgumentError(f"num_cpus must be an int >= 0, got {num_cpus!r}")
+    if num_gpus is not None and (not isinstance(num_gpus, (int, float)) or num_gpus < 0):
+        raise exceptions.InvalidArgumentError(f"num_gpus must be a number >= 0, got {num_gpus!r}")
+    if resources is not None:
+        from lineagerun.core.resources import ResourceSet
+
+        if not isinstance(resources, dict):
+            raise exceptions.InvalidArgumentError(f"resources must be a dict, got {type(resources).__name__}")
+        ResourceSet(resources)
+    if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory <= 0):
+        raise exceptions.InvalidArgumentError(
+            f"object_store_memory must be a positive int (bytes), got {object_store_memory!r}")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise exceptions.InvalidArgumentError(f"namespace must be a non-empty str, got {namespace!r}")
+
+
+def _connect(socket: str, token: str, namespace: str):
+    from lineagerun.core.ids import WorkerID
+    from lineagerun.rpc import node_pb2
+    from lineagerun.worker.core_worker import CoreWorker
+
+    core_worker = CoreWorker(socket, token, kind=node_pb2.Register.DRIVER, worker_id=WorkerID(os.urandom(28)),
+                             namespace=namespace)
+    core_worker.connect()
+    core_worker.track_refs()
+    return core_worker
+
+
+def shutdown() -> None:
+    """Disconnect, and stop the embedded cluster if this driver started one."""
+    global _state
+    with _lock:
+        state, _state = _state, None
+        if state is None:
+            return
+        context.clear()
+        try:
+            state.core_worker.close()
+        finally:
+            if state.cluster is not None:
+                state.cluster.stop()
+
+
+def is_initialized() -> bool:
+    return _state is not None
+
+
+def driver_state() -> DriverState | None:
+    return _state

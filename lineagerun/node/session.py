@@ -1,0 +1,87 @@
+"""One client (driver or worker) of the node manager and its Session stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+
+from lineagerun.core.ids import WorkerID
+from lineagerun.rpc import node_pb2, node_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Session:
+    serial: int
+    kind: int = node_pb2.Register.KIND_UNSPECIFIED
+    worker_id: WorkerID | None = None
+    pid: int = 0
+    job_id: bytes = b""
+    namespace: str = ""
+    out: asyncio.Queue = field(default_factory=asyncio.Queue)
+    functions_sent: set = field(default_factory=set)
+    closed: bool = False
+    blocked_requests: int = 0  # get/wait requests of a worker not answered yet
+
+    @property
+    def is_worker(self) -> bool:
+        return self.kind == node_pb2.Register.WORKER
+
+    @property
+    def is_driver(self) -> bool:
+        return self.kind == node_pb2.Register.DRIVER
+
+    def send(self, message: node_pb2.NodeMessage) -> None:
+        if not self.closed:
+            self.out.put_nowait(message)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.out.put_nowait(None)
+
+    def holder(self) -> str:
+        return f"session:{self.serial}"
+
+
+class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
+    """Thin shell: reads client messages into the manager, writes its replies."""
+
+    def __init__(self, manager):
+        self.manager = manager
+        self._serial = 0
+
+    async def Session(self, request_iterator, context):
+        self._serial += 1
+        session = Session(self._serial)
+        reader = asyncio.get_running_loop().create_task(self._read(session, request_iterator))
+        try:
+            while True:
+                message = await session.out.get()
+                if message is None:
+                    break
+                await context.write(message)
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        finally:
+            session.closed = True
+            reader.cancel()
+            self.manager.session_closed(session)
+
+    async def _read(self, session: Session, request_iterator) -> None:
+        try:
+            async for message in request_iterator:
+                try:
+                    self.manager.handle_message(session, message)
+                except Exception:  # noqa: BLE001 - one bad message must not end the node
+                    log.exception("handling a %s message failed", message.WhichOneof("kind"))
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        except Exception:  # noqa: BLE001
+            log.exception("session %d reader failed", session.serial)
+        finally:
+            session.close()
