@@ -22,12 +22,22 @@ demo: $(STAMP)
 test: $(STAMP) check-protos
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# Slow soaks, then every scenario in chaos/; the deliberately broken one must fail.
 chaos: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m slow tests
+	@set -e; for f in chaos/*.toml; do \
+	  case $$f in \
+	    *broken*) if $(VENV)/bin/lineagerun chaos run $$f --quiet; then echo "$$f should have failed"; exit 1; fi ;; \
+	    *) $(VENV)/bin/lineagerun chaos run $$f ;; \
+	  esac; \
+	done
 
 bench: $(STAMP)
 	$(PY) bench/control_store.py
+	$(PY) bench/core.py
 	$(PY) bench/objects.py
+	$(PY) bench/transfer.py
+	$(PY) bench/state.py
 
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py

@@ -16,7 +16,7 @@ from lineagerun.core.chaos_api import is_loopback_host
 
 @click.group("chaos")
 def chaos() -> None:
-    """Fault injection: the chaos proxy."""
+    """Fault injection: the chaos proxy, scenarios (run) and the nemesis."""
 
 
 @chaos.command("proxy")
@@ -55,3 +55,8 @@ async def _serve(host: str, port: int, allow_remote: bool, seed: int | None) -> 
     except OSError as err:
         raise click.ClickException(f"cannot serve the chaos proxy on {host}:{port}: {err}") from None
     click.echo("chaos proxy: stopped")
+
+from lineagerun.cli.chaos_run import nemesis as _nemesis, run as _run  # noqa: E402
+
+chaos.add_command(_run)
+chaos.add_command(_nemesis)
