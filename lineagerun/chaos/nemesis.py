@@ -209,12 +209,10 @@ class ClientLinks:
         return self._link(upstream).listen
 
     def wrap_client(self, client):
-        """Route ``client``'s replica channels through proxies. It reaches
-        into the client's routing cache (``ConfigCache.replica``): the
-        client has no public hook for address translation yet."""
-        cache = client._cache
-        original = cache.replica
-        cache.replica = lambda address: original(self.listen_for(address))
+        """Route ``client``'s replica channels through proxies (its public
+        ``address_map``; a new client can pass ``address_map=self.listen_for``
+        instead)."""
+        client.address_map = self.listen_for
         return client
 
     def links(self, only_coordinator: bool = False) -> list[object]:

@@ -150,7 +150,7 @@ class KvUniqueWrites:
         self._workload = None
         self._observer = None
         self._subscription = None
-        self._changes: list[tuple[bytes, bytes | None, int]] = []
+        self._changes: list[tuple[bytes, bytes | None, int, bool]] = []
         self._changes_lock = threading.Lock()
 
     def start(self, env: WorkloadEnv) -> None:
@@ -160,7 +160,8 @@ class KvUniqueWrites:
 
         def on_change(change) -> None:
             with self._changes_lock:
-                self._changes.append((change.key, change.value, change.seq * 1000 + change.shard))
+                self._changes.append((change.key, change.value, change.seq * 1000 + change.shard,
+                                      getattr(change, "resync", False)))
 
         self._subscription = self._observer.subscribe(env.prefix + "/", on_change)
         self._workload = HistoryWorkload(env.make_client, env.prefix, writers=self.writers, readers=self.readers,
@@ -214,11 +215,13 @@ class KvUniqueWrites:
                               slowest=slowest)
 
     def _drain_stream(self, ops) -> list:
-        acked = {(op.key, op.value) for op in ops if op.kind == "write" and op.status == "ok"}
+        from lineagerun.control.history import stream_gaps
+
+        acked = [op for op in ops if op.kind == "write" and op.status == "ok"]
         deadline_s = time.monotonic() + STREAM_CATCH_UP_S
         while time.monotonic() < deadline_s:
             with self._changes_lock:
-                if acked <= {(k, v) for k, v, _ in self._changes}:
+                if not stream_gaps(acked, list(self._changes))[0]:
                     break
             time.sleep(0.1)
         self._subscription.close()

@@ -56,8 +56,8 @@ def demo(seconds: float, clients: int, keep: bool) -> None:
                f"{report.latency_p50_ms:.1f} ms, p99 {report.latency_p99_ms:.1f} ms)")
     click.echo(f"epochs:                 {result.epochs_before[0]} -> {result.epochs_after[0]}")
     if report.stream_missing:
-        click.echo(f"subscription missed:    {len(report.stream_missing)} changes (a known replica-side gap "
-                   f"after a snapshot catch-up; the data itself is intact)")
+        click.echo(f"subscription missed:    {len(report.stream_missing)} changes (the stream resyncs instead of "
+                   f"skipping; any count here is a bug)")
     problems = report.lost + report.duplicated + report.stale_reads + report.phantoms + report.replica_divergence \
         + result.client_errors
     for problem in problems[:10]:

@@ -26,10 +26,10 @@ from lineagerun.rpc import control_store_pb2
 from lineagerun.control.client_group_commit import GroupCommitter
 from lineagerun.control.client_retry import TransientError, call_once, retry_until
 from lineagerun.control.client_routing import ConfigCache, shard_of
-from lineagerun.control.client_subscription import Change, Subscription
+from lineagerun.control.client_subscription import Change, Resync, Subscription
 
 __all__ = [
-    "ControlStoreClient", "PutOp", "DeleteOp", "CasOp", "OpResult", "Change", "Subscription",
+    "ControlStoreClient", "PutOp", "DeleteOp", "CasOp", "OpResult", "Change", "Resync", "Subscription",
     "KEY_SIZE_MAX_BYTES", "VALUE_SIZE_MAX_BYTES", "OPS_PER_WRITE_MAX", "SCAN_PAGE_KEYS",
 ]
 
@@ -192,15 +192,19 @@ class ControlStoreClient:
 
     ``address`` is the coordinator's ``host:port``; ``token`` the cluster
     token. Every call retries failovers until ``timeout_s`` has passed, then
-    raises ``ControlStoreUnavailableError``.
+    raises ``ControlStoreUnavailableError``. ``address_map`` maps a
+    replica's advertised address to the one to dial (e.g. a proxy).
     """
 
-    def __init__(self, address: str, token: str | None, *, timeout_s: float = 30.0):
+    def __init__(self, address: str, token: str | None, *, timeout_s: float = 30.0,
+                 address_map: Callable[[str], str] | None = None):
         if timeout_s <= 0:
             raise InvalidArgumentError(f"timeout_s must be positive, got {timeout_s}")
+        if address_map is not None and not callable(address_map):
+            raise InvalidArgumentError(f"address_map must be a callable str -> str, not {type(address_map).__name__}")
         self.timeout_s = timeout_s
         self.client_id = uuid.uuid4().hex
-        self._cache = ConfigCache(address, token)
+        self._cache = ConfigCache(address, token, address_map=address_map)
         self._seq_lock = threading.Lock()
         self._next_client_seq = 1
         self._in_flight: set[int] = set()
@@ -369,20 +373,44 @@ class ControlStoreClient:
 
     # ----------------------------------------------------- subscriptions
 
-    def subscribe(self, prefix: Key, callback: Callable[[Change], None] | None = None) -> Subscription:
+    def subscribe(self, prefix: Key, callback: Callable[[Change], None] | None = None, *,
+                  on_resync: Callable[[Resync], None] | None = None) -> Subscription:
         """Committed changes to keys under ``prefix``, from every shard,
         starting now. With ``callback`` each ``Change`` is passed to it
         (from a subscription thread); without, iterate over the returned
         ``Subscription`` or call its ``get(timeout_s)``. Close it when done
-        (``close()`` on the client closes it too)."""
+        (``close()`` on the client closes it too).
+
+        When a shard can no longer replay what the subscriber missed (a
+        failover to a tail whose retained log starts later), the shard is
+        *resynced*: ``on_resync(Resync(...))`` is called, then every key
+        under the prefix in that shard is delivered with its current value
+        as a ``Change`` with ``resync=True``; changes in between (including
+        deletes) may have been missed. See docs/control-store.md."""
         self._check_open()
         prefix = _prefix(prefix)
-        subscription = self._retry(lambda _remaining_s: Subscription(self._cache, prefix, callback),
-                                   f"subscribe to {prefix!r}")
+        if on_resync is not None and not callable(on_resync):
+            raise InvalidArgumentError(f"on_resync must be callable, not {type(on_resync).__name__}")
+        subscription = self._retry(
+            lambda _remaining_s: Subscription(self._cache, prefix, callback, on_resync=on_resync),
+            f"subscribe to {prefix!r}")
         self._subscriptions.append(subscription)
         return subscription
 
     # ---------------------------------------------------------- plumbing
+
+    @property
+    def address_map(self) -> Callable[[str], str] | None:
+        """Maps a replica's advertised address to the address to dial (a
+        chaos proxy, a tunnel); None dials advertised addresses. Setting it
+        re-dials every replica through the new map."""
+        return self._cache.address_map
+
+    @address_map.setter
+    def address_map(self, address_map: Callable[[str], str] | None) -> None:
+        if address_map is not None and not callable(address_map):
+            raise InvalidArgumentError(f"address_map must be a callable str -> str, not {type(address_map).__name__}")
+        self._cache.address_map = address_map
 
     def config(self):
         """The cached ClusterConfig (fetched on first use)."""
@@ -458,4 +486,5 @@ class ControlStoreClient:
     @property
     def stats(self) -> dict[str, int]:
         return {"retries": self.retries, "config_refreshes": self._cache.refreshes,
+                "config_refreshes_from_replicas": self._cache.refreshes_from_replicas,
                 "group_requests": self._group.requests_sent, "group_ops": self._group.ops_sent}

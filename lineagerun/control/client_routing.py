@@ -7,17 +7,22 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
+from typing import Callable
 
 import grpc
 
 from lineagerun.exceptions import UnavailableError
-from lineagerun.rpc import common_pb2, control_store_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
+from lineagerun.rpc import common_pb2, control_store_pb2, control_store_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
 from lineagerun.transport.channels import make_channel
 from lineagerun.control.client_retry import TransientError, call_once
 
 # A GetConfig that takes longer than this is treated as a coordinator failure
 # (the coordinator answers from memory; seconds mean it is down or paused).
 CONFIG_RPC_TIMEOUT_S = 2.0
+
+# Asking one replica for its shard's configuration (coordinator down): a
+# live replica answers from memory at once; a paused one costs this.
+REPLICA_CONFIG_RPC_TIMEOUT_S = 0.5
 
 # Refreshes triggered by failures are spaced at least this far apart per
 # client, so that a thousand failing threads cause one GetConfig, not a
@@ -27,6 +32,22 @@ CONFIG_REFRESH_MIN_INTERVAL_S = 0.020
 # Channels to replicas that left every chain are closed once this many
 # accumulate (restarts get new ports, so addresses keep changing).
 STALE_CHANNELS_MAX = 64
+
+
+def _newest_chains(fresh: common_pb2.ClusterConfig,
+                   known: common_pb2.ClusterConfig | None) -> common_pb2.ClusterConfig:
+    """``fresh``, except for shards where ``known`` (learned from replicas)
+    holds a newer epoch: epochs only grow, so the newer chain is the truth."""
+    if known is None or len(known.shards) != len(fresh.shards):
+        return fresh
+    if all(k.epoch <= f.epoch for k, f in zip(known.shards, fresh.shards)):
+        return fresh
+    merged = common_pb2.ClusterConfig()
+    merged.CopyFrom(fresh)
+    for index, shard in enumerate(known.shards):
+        if shard.epoch > merged.shards[index].epoch:
+            merged.shards[index].CopyFrom(shard)
+    return merged
 
 
 def shard_of(key: bytes, num_shards: int) -> int:
@@ -46,8 +67,10 @@ class ConfigCache:
     """Holds the last ClusterConfig seen and the channels to its replicas.
     Thread-safe; refreshes are coalesced."""
 
-    def __init__(self, coordinator_address: str, token: str | None):
+    def __init__(self, coordinator_address: str, token: str | None, *,
+                 address_map: Callable[[str], str] | None = None):
         self._token = token
+        self._address_map = address_map
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._coordinator_channel = make_channel(coordinator_address, token)
@@ -57,6 +80,7 @@ class ConfigCache:
         self._stubs: dict[str, tuple[grpc.Channel, control_store_pb2_grpc.ControlStoreReplicaStub]] = {}
         self._closed = False
         self.refreshes = 0
+        self.refreshes_from_replicas = 0
 
     # ------------------------------------------------------------ config
 
@@ -87,15 +111,46 @@ class ConfigCache:
             if current is not None and wait_s > 0:
                 time.sleep(wait_s)
             self._last_refresh_s = time.monotonic()
-            fresh = call_once(lambda: self._coordinator.GetConfig(
-                coordinator_pb2.GetConfigRequest(), timeout=CONFIG_RPC_TIMEOUT_S), what="GetConfig")
+            try:
+                fresh = call_once(lambda: self._coordinator.GetConfig(
+                    coordinator_pb2.GetConfigRequest(), timeout=CONFIG_RPC_TIMEOUT_S), what="GetConfig")
+            except TransientError:
+                # The coordinator is down: the chain may have reconfigured
+                # before it died, and its replicas know the result (C6).
+                if current is None or not self._adopt_from_replicas(current):
+                    raise
+                return
             self.refreshes += 1
             with self._lock:
                 # Versions only grow; a restarted coordinator may briefly
                 # answer with an older one we must not go back to.
                 if self._config is None or fresh.version >= self._config.version:
-                    self._config = fresh
+                    self._config = _newest_chains(fresh, self._config)
             self._close_stale_channels()
+
+    def _adopt_from_replicas(self, current: common_pb2.ClusterConfig) -> bool:
+        """Ask the replicas ``current`` names for their shard's configuration
+        and keep, per shard, the newest epoch; True if any shard moved on.
+        Safe: replicas only hold configurations the coordinator made."""
+        newest = common_pb2.ClusterConfig()
+        newest.CopyFrom(current)
+        moved = False
+        for shard in newest.shards:
+            members = list(shard.chain) + ([shard.joining] if shard.HasField("joining") else [])
+            for member in members:
+                try:
+                    found = self.replica(member.address).GetChainConfig(
+                        control_store_pb2.ChainConfigRequest(shard=shard.shard), timeout=REPLICA_CONFIG_RPC_TIMEOUT_S)
+                except grpc.RpcError:
+                    continue  # dead or paused: ask the next one
+                if found.epoch > shard.epoch and found.chain:
+                    shard.CopyFrom(found)
+                    moved = True
+        if moved:
+            self.refreshes_from_replicas += 1
+            with self._lock:
+                self._config = _newest_chains(self._config, newest)
+        return moved
 
     def try_refresh(self, seen_version: int | None) -> None:
         """``refresh`` that keeps the old configuration when the coordinator
@@ -129,13 +184,31 @@ class ConfigCache:
     # ---------------------------------------------------------- channels
 
     def replica(self, address: str) -> control_store_pb2_grpc.ControlStoreReplicaStub:
+        """A stub for the replica advertised at ``address`` (dialled through
+        ``address_map`` when one was given)."""
         with self._lock:
             entry = self._stubs.get(address)
             if entry is None:
-                channel = make_channel(address, self._token)
+                dial = self._address_map(address) if self._address_map is not None else address
+                channel = make_channel(dial, self._token)
                 entry = (channel, control_store_pb2_grpc.ControlStoreReplicaStub(channel))
                 self._stubs[address] = entry
             return entry[1]
+
+    @property
+    def address_map(self) -> Callable[[str], str] | None:
+        return self._address_map
+
+    @address_map.setter
+    def address_map(self, address_map: Callable[[str], str] | None) -> None:
+        # Channels dialled under the old map are closed, so every replica is
+        # dialled through the new one from now on.
+        with self._lock:
+            self._address_map = address_map
+            closing = [entry[0] for entry in self._stubs.values()]
+            self._stubs.clear()
+        for channel in closing:
+            channel.close()
 
     def _close_stale_channels(self) -> None:
         with self._lock:

@@ -5,6 +5,13 @@ stream breaks (tail died, NOT_TAIL, STALE_EPOCH), the thread refreshes the
 configuration and subscribes to the new tail from the first seq it has not
 seen, so the retained log re-sends whatever committed meanwhile; changes of
 seqs already delivered are dropped, so each change is delivered once.
+
+A tail whose retained log no longer reaches back to that seq (it caught up
+by snapshot, or the subscriber fell more than the retention behind) refuses
+with ``compacted_seq``, as etcd refuses a watch on a compacted revision. The
+shard is then *resynced*: the subscriber is told (``on_resync``), gets the
+current value of every key under the prefix in that shard (``Change.resync``
+set), and the stream resumes after the rescan's seq.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ log = logging.getLogger(__name__)
 # dropped.
 SUBSCRIPTION_QUEUE_MAX = 10_000
 
+# Keys per page of a resync rescan (the replica's own page limit).
+RESYNC_PAGE_KEYS = 1_000
+
 # Time to open a stream and get the tail's current seq.
 SUBSCRIBE_OPEN_TIMEOUT_S = 5.0
 
@@ -46,6 +56,26 @@ class Change:
     deleted: bool
     seq: int
     shard: int
+    # From a resync rescan: the key's value as of ``seq``, not a logged
+    # change; earlier changes of this key may never have been delivered.
+    resync: bool = False
+
+
+@dataclass(frozen=True)
+class Resync:
+    """Shard ``shard`` could not replay the changes after
+    ``missed_after_seq``: the current state of its keys as of ``seq``
+    follows (as ``Change``s with ``resync=True``); changes in between,
+    including deletes, may have been missed."""
+    shard: int
+    missed_after_seq: int
+    seq: int
+
+
+class _Compacted(Exception):
+    def __init__(self, compacted_seq: int):
+        super().__init__(f"the tail's retained log starts after seq {compacted_seq}")
+        self.compacted_seq = compacted_seq
 
 
 _END = object()
@@ -57,10 +87,12 @@ class Subscription:
     to whoever iterates over it. ``close()`` stops it."""
 
     def __init__(self, cache: ConfigCache, prefix: bytes, callback: Callable[[Change], None] | None,
-                 *, from_seq: dict[int, int] | None = None):
+                 *, from_seq: dict[int, int] | None = None, on_resync: Callable[[Resync], None] | None = None):
         self._cache = cache
         self._prefix = prefix
         self._callback = callback
+        self._on_resync = on_resync
+        self.resyncs = 0
         self._queue: queue.Queue = queue.Queue(maxsize=SUBSCRIPTION_QUEUE_MAX)
         self._stop = threading.Event()
         self._calls: dict[int, tuple[grpc.Future, str]] = {}
@@ -159,6 +191,14 @@ class Subscription:
                     self._signal_ready()
                 self._stream(shard, route)
                 backoff_s = BACKOFF_INITIAL_S
+            except _Compacted as compacted:
+                try:
+                    self._resync(shard, route, compacted.compacted_seq)
+                except (grpc.RpcError, RpcError, TransientError) as err:
+                    log.debug("shard %d: resync failed, retrying: %s", shard, err)
+                    self._cache.try_refresh(version)
+                    time.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
             except (grpc.RpcError, RpcError, TransientError) as err:
                 failure = err if isinstance(err, TransientError) else classify(err, what="Subscribe")
                 if self._stop.is_set():
@@ -174,6 +214,37 @@ class Subscription:
                 backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
         if not signalled:
             self._signal_ready()
+
+    def _resync(self, shard: int, route, compacted_seq: int) -> None:
+        """Deliver the current state of the shard's keys under the prefix,
+        a page at a time, then let the stream resume after the rescan's
+        seq."""
+        stub = self._cache.replica(route.tail)
+        resync: Resync | None = None
+        start_after = b""
+        delivered = 0
+        while not self._stop.is_set():
+            reply = stub.Scan(control_store_pb2.ScanRequest(shard=shard, min_epoch=route.epoch, prefix=self._prefix,
+                                                            start_after=start_after, limit=RESYNC_PAGE_KEYS),
+                              timeout=SUBSCRIBE_OPEN_TIMEOUT_S)
+            if resync is None:
+                # Later pages may be read at later seqs; resuming after the
+                # first page's seq re-sends whatever changed under them.
+                resync = Resync(shard, self.next_seq[shard] - 1, reply.seq)
+                log.warning("shard %d: changes after seq %d cannot be replayed (the tail holds none at or below "
+                            "%d); resyncing %r as of seq %d", shard, resync.missed_after_seq, compacted_seq,
+                            self._prefix, resync.seq)
+                self.resyncs += 1
+                if self._on_resync is not None:
+                    self._on_resync(resync)
+            for item in reply.items:
+                self._deliver(Change(bytes(item.key), bytes(item.value), False, resync.seq, shard, resync=True))
+            delivered += len(reply.items)
+            if not reply.more or not reply.items:
+                self.next_seq[shard] = resync.seq + 1
+                log.info("shard %d: resynced %d keys", shard, delivered)
+                return
+            start_after = bytes(reply.items[-1].key)
 
     def _watch_tails(self) -> None:
         while not self._stop.wait(TAIL_CHECK_INTERVAL_S):
@@ -206,6 +277,9 @@ class Subscription:
         stream_from_seq = self.next_seq[shard]
         try:
             for batch in call:
+                if batch.compacted_seq:
+                    call.cancel()
+                    raise _Compacted(batch.compacted_seq)
                 delivered_through = 0
                 for change in batch.changes:
                     if change.seq < stream_from_seq:

@@ -148,7 +148,8 @@ class ControlStoreCluster:
     def __init__(self, dir: str | os.PathLike, shards: int = 1, replicas: int = 3, *, token: str | None = None,
                  host: str = "127.0.0.1", durability: str = "wal", heartbeat_interval_ms: int = 100,
                  failure_timeout_ms: int = 1000, lease_ms: int = 600, coordinator_port: int = 0,
-                 start_timeout_s: float = START_TIMEOUT_S, python: str = sys.executable):
+                 start_timeout_s: float = START_TIMEOUT_S, python: str = sys.executable,
+                 log_retention_entries: int | None = None):
         if shards < 1 or replicas < 1:
             raise InvalidArgumentError(f"need at least one shard and one replica, got {shards} x {replicas}")
         if durability not in DURABILITY_MODES:
@@ -161,6 +162,9 @@ class ControlStoreCluster:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.failure_timeout_ms = failure_timeout_ms
         self.lease_ms = lease_ms
+        if log_retention_entries is not None and log_retention_entries < 1:
+            raise InvalidArgumentError(f"log_retention_entries must be at least 1, got {log_retention_entries}")
+        self.log_retention_entries = log_retention_entries  # None: the replicas' default
         self.start_timeout_s = start_timeout_s
         self.python = python
         self._token = token
@@ -237,6 +241,8 @@ class ControlStoreCluster:
                 "--replica-id", self.replica_id(shard, index), "--coordinator", self.address,
                 "--host", self.host, "--port", "0", "--token-file", str(self.token_file),
                 "--durability", self.durability, "--heartbeat-interval-ms", str(self.heartbeat_interval_ms)]
+        if self.log_retention_entries is not None:
+            argv += ["--log-retention-entries", str(self.log_retention_entries)]
         return ManagedProcess(self.replica_id(shard, index), "replica", directory, argv, shard=shard, index=index)
 
     def _launch(self, process: ManagedProcess) -> None:

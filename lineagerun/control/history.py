@@ -102,6 +102,9 @@ class CheckReport:
     stale_reads: list[str] = field(default_factory=list)
     phantoms: list[str] = field(default_factory=list)
     stream_missing: list[str] = field(default_factory=list)
+    # Acknowledged writes the change stream delivered only through a resync
+    # (the documented gap: the subscriber got the key's later state instead).
+    stream_resynced: int = 0
     replica_divergence: list[str] = field(default_factory=list)
     longest_stall_s: float = 0.0
     longest_ack_gap_s: float = 0.0
@@ -157,7 +160,7 @@ def check(history: Iterable[Operation], final_state: dict[bytes, bytes], *,
           replica_states: dict[int, dict[str, dict[bytes, bytes]]] | None = None) -> CheckReport:
     """Check a finished history against the final state (every key under the
     workload's prefix, read after healing). ``changes``: (key, value, seq)
-    from a subscription covering the whole run; ``replica_states``: per
+    or (key, value, seq, resync) from a subscription covering the whole run; ``replica_states``: per
     shard, the user keys of each of its replicas, read from their
     directories after stopping."""
     ops = list(history)
@@ -228,17 +231,47 @@ def _check_reads(report: CheckReport, ops: list[Operation]) -> None:
             visible[op.key] = max(visible.get(op.key, -1), index)
 
 
-def _check_changes(report: CheckReport, writes: list[Operation],
-                   changes: list[tuple[bytes, bytes | None, int]]) -> None:
+def _check_changes(report: CheckReport, writes: list[Operation], changes: list[tuple]) -> None:
+    logged = [c for c in changes if not (len(c) > 3 and c[3])]
     seqs_by_value: dict[tuple[bytes, bytes | None], set[int]] = {}
-    for key, value, seq in changes:
+    for key, value, seq, *_ in logged:
         seqs_by_value.setdefault((key, value), set()).add(seq)
     for (key, value), seqs in seqs_by_value.items():
         if len(seqs) > 1:
             report.duplicated.append(f"{key!r}={_short(value)} applied at seqs {sorted(seqs)}")
+    missing, resynced = stream_gaps(writes, changes)
+    report.stream_resynced = len(resynced)
+    for op in missing:
+        report.stream_missing.append(f"{op.key!r}={_short(op.value)} acknowledged but never in the change stream")
+
+
+def stream_gaps(writes: Iterable[Operation], changes: list[tuple]) -> tuple[list[Operation], list[Operation]]:
+    """(acknowledged writes the stream never delivered, those it delivered
+    only through a resync). ``changes``: (key, value, seq[, resync]). A
+    resync delivers a key's current value instead of its history: a log
+    write is covered when its value was resynced, a register write when the
+    register was resynced at it or beyond (the write was superseded before
+    the rescan)."""
+    logged: set[tuple[bytes, bytes | None]] = set()
+    resynced_values: set[tuple[bytes, bytes | None]] = set()
+    resynced_register: dict[bytes, int] = {}
+    for key, value, _seq, *rest in changes:
+        if rest and rest[0]:
+            resynced_values.add((key, value))
+            if b"/reg/" in key:
+                resynced_register[key] = max(resynced_register.get(key, -1), _register_index(value))
+        else:
+            logged.add((key, value))
+    missing, resynced = [], []
     for op in writes:
-        if op.status == "ok" and (op.key, op.value) not in seqs_by_value:
-            report.stream_missing.append(f"{op.key!r}={_short(op.value)} acknowledged but never in the change stream")
+        if op.status != "ok" or (op.key, op.value) in logged:
+            continue
+        if (op.key, op.value) in resynced_values or (
+                b"/reg/" in op.key and resynced_register.get(op.key, -1) >= _register_index(op.value)):
+            resynced.append(op)
+        else:
+            missing.append(op)
+    return missing, resynced
 
 
 def _check_replicas(report: CheckReport, replica_states: dict[str, dict[bytes, bytes]]) -> None:

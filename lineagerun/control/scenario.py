@@ -13,7 +13,9 @@ from typing import Callable
 
 from lineagerun.control.client_routing import shard_of
 from lineagerun.control.cluster import ControlStoreCluster
-from lineagerun.control.history import CheckReport, History, HistoryWorkload, check, read_replica_directory
+from lineagerun.control.history import (
+    CheckReport, History, HistoryWorkload, check, read_replica_directory, stream_gaps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,12 @@ class ScenarioResult:
     epochs_after: list[int] = field(default_factory=list)
     client_errors: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    stream_resyncs: int = 0                     # shards the change stream had to rescan
 
     def summary(self) -> str:
         faults = ", ".join(f"{name}@{at:.1f}s" for at, name in self.faults) or "none"
         return (f"{self.report.summary()}; faults: {faults}; epochs {self.epochs_before} -> {self.epochs_after}"
+                + f"; stream resyncs {self.stream_resyncs} ({self.report.stream_resynced} writes seen only so)"
                 + (f"; client errors: {self.client_errors[:3]}" if self.client_errors else ""))
 
 
@@ -61,11 +65,15 @@ def run_scenario(cluster: ControlStoreCluster, prefix: str, *, duration_s: float
 
     def on_change(change) -> None:
         with changes_lock:
-            changes.append((change.key, change.value, change.seq * 1000 + change.shard))
+            changes.append((change.key, change.value, change.seq * 1000 + change.shard, change.resync))
+
+    def on_resync(resync) -> None:
+        log.info("change stream resynced: %s", resync)
+        result.stream_resyncs += 1
 
     observer = cluster.client(timeout_s=client_timeout_s)
     try:
-        subscription = observer.subscribe(prefix + "/", on_change) if check_stream else None
+        subscription = observer.subscribe(prefix + "/", on_change, on_resync=on_resync) if check_stream else None
         history = History()
         workload = HistoryWorkload(lambda: cluster.client(timeout_s=client_timeout_s), prefix, writers=writers,
                                    readers=readers, history=history, seed=seed)
@@ -116,12 +124,13 @@ def _run_faults(cluster: ControlStoreCluster, workload: HistoryWorkload, faults:
 def _drain_stream(subscription, ops, changes: list, changes_lock: threading.Lock) -> list:
     """Wait (bounded) until the change stream has delivered every
     acknowledged write, then close it and return what it delivered."""
-    acked = {(op.key, op.value) for op in ops if op.kind == "write" and op.status == "ok"}
+    writes = [op for op in ops if op.kind == "write" and op.status == "ok"]
     deadline_s = time.monotonic() + STREAM_CATCH_UP_S
     while time.monotonic() < deadline_s:
         with changes_lock:
-            if acked <= {(k, v) for k, v, _ in changes}:
-                break
+            delivered = list(changes)
+        if not stream_gaps(writes, delivered)[0]:
+            break
         time.sleep(0.1)
     subscription.close()
     with changes_lock:

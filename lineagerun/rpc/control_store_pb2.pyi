@@ -170,14 +170,16 @@ class Change(_message.Message):
     def __init__(self, key: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., value: _Optional[bytes] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class ChangeBatch(_message.Message):
-    __slots__ = ("epoch", "changes", "committed_seq")
+    __slots__ = ("epoch", "changes", "committed_seq", "compacted_seq")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    COMPACTED_SEQ_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     changes: _containers.RepeatedCompositeFieldContainer[Change]
     committed_seq: int
-    def __init__(self, epoch: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., committed_seq: _Optional[int] = ...) -> None: ...
+    compacted_seq: int
+    def __init__(self, epoch: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., committed_seq: _Optional[int] = ..., compacted_seq: _Optional[int] = ...) -> None: ...
 
 class LogEntry(_message.Message):
     __slots__ = ("seq", "epoch", "client_id", "client_seq", "client_acked_below", "mutations", "results")
@@ -258,6 +260,12 @@ class ConfigAck(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+
+class ChainConfigRequest(_message.Message):
+    __slots__ = ("shard",)
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    def __init__(self, shard: _Optional[int] = ...) -> None: ...
 
 class ReplicaStatusRequest(_message.Message):
     __slots__ = ()

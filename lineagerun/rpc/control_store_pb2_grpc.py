@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from lineagerun.rpc import common_pb2 as lineagerun_dot_rpc_dot_common__pb2
 from lineagerun.rpc import control_store_pb2 as lineagerun_dot_rpc_dot_control__store__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -69,6 +70,11 @@ class ControlStoreReplicaStub:
                 request_serializer=lineagerun_dot_rpc_dot_control__store__pb2.ReplicaStatusRequest.SerializeToString,
                 response_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.ReplicaStatus.FromString,
                 _registered_method=True)
+        self.GetChainConfig = channel.unary_unary(
+                '/lineagerun.rpc.ControlStoreReplica/GetChainConfig',
+                request_serializer=lineagerun_dot_rpc_dot_control__store__pb2.ChainConfigRequest.SerializeToString,
+                response_deserializer=lineagerun_dot_rpc_dot_common__pb2.ChainConfig.FromString,
+                _registered_method=True)
 
 
 class ControlStoreReplicaServicer:
@@ -116,6 +122,12 @@ class ControlStoreReplicaServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetChainConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlStoreReplicaServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +165,11 @@ def add_ControlStoreReplicaServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.ReplicaStatusRequest.FromString,
                     response_serializer=lineagerun_dot_rpc_dot_control__store__pb2.ReplicaStatus.SerializeToString,
+            ),
+            'GetChainConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetChainConfig,
+                    request_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.ChainConfigRequest.FromString,
+                    response_serializer=lineagerun_dot_rpc_dot_common__pb2.ChainConfig.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +361,33 @@ class ControlStoreReplica:
             '/lineagerun.rpc.ControlStoreReplica/Status',
             lineagerun_dot_rpc_dot_control__store__pb2.ReplicaStatusRequest.SerializeToString,
             lineagerun_dot_rpc_dot_control__store__pb2.ReplicaStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetChainConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lineagerun.rpc.ControlStoreReplica/GetChainConfig',
+            lineagerun_dot_rpc_dot_control__store__pb2.ChainConfigRequest.SerializeToString,
+            lineagerun_dot_rpc_dot_common__pb2.ChainConfig.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,6 +19,7 @@ from lineagerun.control.client import (
     ControlStoreClient,
     DeleteOp,
     PutOp,
+    Resync,
 )
 from lineagerun.exceptions import (
     AuthenticationError,
@@ -27,6 +28,7 @@ from lineagerun.exceptions import (
     InvalidArgumentError,
     NotHeadError,
     NotTailError,
+    UnavailableError,
     ValueTooLargeError,
 )
 from lineagerun.rpc import common_pb2, control_store_pb2, control_store_pb2_grpc, coordinator_pb2_grpc
@@ -93,6 +95,8 @@ class _Replica(control_store_pb2_grpc.ControlStoreReplicaServicer):
         self.reads = 0
         self.break_streams = threading.Event()
         self.hang_streams = threading.Event()   # a paused tail: the stream neither ends nor sends
+        self.compacted_through = 0              # Subscribe refuses from_seq at or below this
+        self.chain_config: common_pb2.ChainConfig | None = None  # what GetChainConfig answers
 
     def _check(self, context, shard):
         if self.fail_with is not None:
@@ -133,8 +137,18 @@ class _Replica(control_store_pb2_grpc.ControlStoreReplicaServicer):
             return control_store_pb2.ScanReply(epoch=1, seq=len(self.state.log), items=items,
                                                more=len(keys) > limit)
 
+    def GetChainConfig(self, request, context):
+        self._check(context, request.shard)
+        if self.chain_config is None:
+            errors.abort(context, UnavailableError("no configuration yet"))
+        return self.chain_config
+
     def Subscribe(self, request, context):
         self._check(context, request.shard)
+        if request.from_seq and request.from_seq <= self.compacted_through:
+            yield control_store_pb2.ChangeBatch(epoch=1, committed_seq=len(self.state.log),
+                                                compacted_seq=self.compacted_through)
+            return
         next_seq = request.from_seq or len(self.state.log) + 1
         while context.is_active() and not self.break_streams.is_set():
             if self.hang_streams.is_set():
@@ -206,6 +220,9 @@ class FakeStore:
                 common_pb2.ReplicaInfo(replica_id=f"s{s}r{i}", address=self.addresses[s][i]) for i in chain]))
         self.coordinator.config = common_pb2.ClusterConfig(cluster_id="fake", num_shards=len(chains),
                                                            shards=shards, version=old.version + 1)
+        for s, shard in enumerate(shards):
+            for replica in self.replicas[s]:
+                replica.chain_config = shard
 
     def client(self, **kwargs) -> ControlStoreClient:
         return ControlStoreClient(self.coordinator_address, TOKEN, **kwargs)
@@ -466,6 +483,83 @@ def test_subscription_as_an_iterator(store):
         assert (second.key, second.value, second.deleted) == (b"it/1", None, True)
         subscription.close()
         assert list(subscription) == []
+
+
+def test_a_compacted_shard_is_resynced_visibly_with_its_current_state(store):
+    """A new tail that cannot replay what the subscriber missed: the
+    subscriber is told (on_resync) and gets every current key of the shard
+    (resync=True, deleted keys absent), then the stream goes on."""
+    changes: list = []
+    resyncs: list[Resync] = []
+    with store.client() as client:
+        client.subscribe(b"rs/", changes.append, on_resync=resyncs.append)
+        before = [f"rs/{i:02d}".encode() for i in range(10)]
+        client.write_batch([PutOp(k, b"old") for k in before])
+        _wait_for(lambda: len(changes) >= 10)
+        for s in range(2):
+            store.replicas[s][1].hang_streams.set()  # the old tails go silent
+        missed = [f"rs/{i:02d}".encode() for i in range(10, 20)]
+        client.write_batch([PutOp(k, b"missed") for k in missed] + [DeleteOp(before[0])])
+        for s in range(2):
+            store.replicas[s][0].compacted_through = len(store.states[s].log)
+        store.set_chains([[0], [0]])
+        _wait_for(lambda: len(resyncs) == 2, timeout_s=5)
+        after = [f"rs/{i:02d}".encode() for i in range(20, 25)]
+        client.write_batch([PutOp(k, b"new") for k in after])
+        _wait_for(lambda: {c.key for c in changes if not c.resync} >= set(after))
+        time.sleep(0.2)
+    assert sorted(r.shard for r in resyncs) == [0, 1]
+    assert all(r.missed_after_seq < r.seq for r in resyncs)
+    resynced = {c.key: c.value for c in changes if c.resync}
+    assert resynced == {k: (b"missed" if k in missed else b"old") for k in before[1:] + missed}
+    assert all(c.seq == next(r.seq for r in resyncs if r.shard == c.shard) for c in changes if c.resync)
+    # Applying the changes in order gives the store's state.
+    state: dict[bytes, bytes] = {}
+    for change in changes:
+        state[change.key] = change.value
+    expected = {**{k: b"old" for k in before[1:]}, **{k: b"missed" for k in missed}, **{k: b"new" for k in after}}
+    assert {k: v for k, v in state.items() if k != before[0]} == expected
+    assert [c.resync for c in changes if c.key in after] == [False] * len(after), "the stream went on after it"
+
+
+def test_a_client_with_an_old_config_learns_the_new_chain_from_replicas_while_the_coordinator_is_down(store):
+    key = next(f"cd/{i}".encode() for i in range(100) if _shard(f"cd/{i}".encode()) == 0)
+    with store.client(timeout_s=5.0) as client:
+        client.put(key, b"before")                 # caches chain s0r0 -> s0r1
+        store.servers[0].stop(None)                # the coordinator is gone ...
+        store.set_chains([[1], [0, 1]])            # ... after it had moved shard 0 to s0r1 alone
+        store.replicas[0][0].fail_with = UnavailableError("s0r0 died (simulated)")
+        started_s = time.monotonic()
+        client.put(key, b"after")
+        assert time.monotonic() - started_s < 2.0
+        assert client.get(key) == b"after"
+        assert client.stats["config_refreshes_from_replicas"] >= 1
+        assert client.config().shards[0].chain[0].replica_id == "s0r1"
+
+
+def test_address_map_dials_replicas_at_mapped_addresses(store):
+    advertised = {}
+    config = common_pb2.ClusterConfig()
+    config.CopyFrom(store.coordinator.config)
+    for shard in config.shards:
+        for replica in shard.chain:
+            fake = f"advertised-{replica.replica_id}.invalid:1"
+            advertised[fake] = replica.address
+            replica.address = fake
+    store.coordinator.config = config
+    dialled: list[str] = []
+
+    def address_map(address: str) -> str:
+        dialled.append(address)
+        return advertised[address]
+
+    with store.client(address_map=address_map) as client:
+        client.put(b"mapped", b"v")
+        assert client.get(b"mapped") == b"v"
+        assert client.address_map is address_map
+    assert dialled and set(dialled) <= set(advertised)
+    with pytest.raises(InvalidArgumentError):
+        store.client(address_map="not callable")
 
 
 def _wait_for(predicate, timeout_s: float = 10.0) -> None:

@@ -293,6 +293,58 @@ def test_subscribe_streams_committed_changes_of_a_prefix(cluster):
 
 
 @pytest.mark.timeout(60)
+def test_subscribe_announces_no_committed_seq_before_replaying_the_changes_below_it(cluster):
+    _, _, client = _one_replica(cluster)
+    for seq in range(1, 6):
+        client.call("Write", write_request("c", seq, [put(f"p/{seq}".encode(), b"v")]))
+    stream = client.stub.Subscribe(pb.SubscribeRequest(shard=0, prefix=b"p/", from_seq=2), timeout=10)
+    batches = []
+    for batch in stream:
+        batches.append(batch)
+        if sum(len(b.changes) for b in batches) >= 4:
+            break
+    stream.cancel()
+    # The proto's promise: every change up to a batch's committed_seq has
+    # been sent by the end of that batch.
+    for index, batch in enumerate(batches):
+        later = [c.seq for b in batches[index + 1:] for c in b.changes]
+        assert all(seq > batch.committed_seq for seq in later), (index, batch.committed_seq, later)
+    assert [c.seq for b in batches for c in b.changes] == [2, 3, 4, 5]
+    assert batches[0].committed_seq == 1 and not batches[0].changes
+
+
+@pytest.mark.timeout(60)
+def test_subscribe_below_the_retained_log_is_refused_as_compacted_not_started_later(cluster):
+    _, _, client = _one_replica(cluster, extra=("--log-retention-entries", "5"))
+    for seq in range(1, 13):
+        client.call("Write", write_request("c", seq, [put(f"p/{seq}".encode(), b"v")]))
+    stream = client.stub.Subscribe(pb.SubscribeRequest(shard=0, prefix=b"p/", from_seq=2), timeout=10)
+    batches = list(stream)  # a refusal ends the stream
+    assert len(batches) == 1 and not batches[0].changes, batches
+    compacted = batches[0].compacted_seq
+    assert 2 <= compacted < 12, compacted
+    # From just above the compacted seq, everything retained is replayed.
+    stream = client.stub.Subscribe(pb.SubscribeRequest(shard=0, prefix=b"p/", from_seq=compacted + 1), timeout=10)
+    seen = []
+    for batch in stream:
+        assert not batch.compacted_seq
+        seen.extend(c.seq for c in batch.changes)
+        if seen and seen[-1] == 12:
+            break
+    stream.cancel()
+    assert seen == list(range(compacted + 1, 13))
+
+
+@pytest.mark.timeout(60)
+def test_get_chain_config_answers_the_configuration_the_replica_follows(cluster):
+    _, _, client = _one_replica(cluster)
+    config = client.call("GetChainConfig", pb.ChainConfigRequest(shard=0))
+    assert config.epoch >= 1 and [r.replica_id for r in config.chain] == ["s0r0"]
+    with pytest.raises(WrongShardError):
+        client.call("GetChainConfig", pb.ChainConfigRequest(shard=3))
+
+
+@pytest.mark.timeout(60)
 def test_a_wrong_token_is_refused(cluster):
     _, _, client = _one_replica(cluster)
     intruder = ReplicaClient(client.address, token="wrong")

@@ -31,7 +31,7 @@ from lineagerun.core.chain.replica_events import (
     SaveIdentity, ScanArrived, SendAck, SendForward, SendHeartbeat, SendJoin, SendSnapshot, ShardCountLearned, Tick,
     WritesArrived,
 )
-from lineagerun.exceptions import RpcError, UnavailableError
+from lineagerun.exceptions import RpcError, UnavailableError, WrongShardError
 from lineagerun.rpc import control_store_pb2, control_store_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
 from lineagerun.transport import channels
 from lineagerun.transport.errors import abort_aio, from_rpc_error
@@ -235,6 +235,15 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
             applied_seq=core.applied_seq, applied_epoch=core.applied_epoch, committed_seq=core.committed_seq,
             lease_valid=core.lease_valid(now_ms()), num_keys_estimate=self.storage.num_keys_estimate(),
             cluster_id=core.cluster_id)
+
+    async def GetChainConfig(self, request, context):
+        core = self.core
+        if request.shard != core.shard:
+            await abort_aio(context, WrongShardError(
+                f"asked for shard {request.shard}'s configuration at replica {core.me} of shard {core.shard}"))
+        if core.config is None:
+            await abort_aio(context, UnavailableError(f"replica {core.me} has no configuration yet"))
+        return core.config
 
     async def Subscribe(self, request, context):
         async for batch in self.subscriptions.serve(request, context):

@@ -1,7 +1,9 @@
 """``Subscribe``: committed changes under a prefix, streamed by the tail.
 
 A subscriber first gets the retained log's entries from ``from_seq`` on, then
-every entry as it commits. The stream fails with NOT_TAIL or STALE_EPOCH as
+every entry as it commits. A ``from_seq`` the retained log no longer covers
+is refused with one ``ChangeBatch`` carrying ``compacted_seq`` (the client
+rescans the prefix), never answered by silently starting later. The stream fails with NOT_TAIL or STALE_EPOCH as
 soon as the replica stops being the tail of the epoch it started in, and with
 UNAVAILABLE when the subscriber reads too slowly; the client resubscribes
 (from the last ``committed_seq`` it saw) elsewhere.
@@ -63,12 +65,20 @@ class Subscriptions:
         if request.from_seq > core.committed_seq + 1:
             await abort_aio(context, BadRequestError(
                 f"from_seq {request.from_seq} is beyond the committed seq {core.committed_seq}"))
-        start = max(request.from_seq, core.log_base[0] + 1) if request.from_seq else core.committed_seq + 1
+        if request.from_seq and request.from_seq <= core.log_base[0]:
+            # Starting later would drop the changes in between without a
+            # word; the client rescans instead (etcd's compacted watch).
+            yield control_store_pb2.ChangeBatch(epoch=core.epoch, committed_seq=core.committed_seq,
+                                                compacted_seq=core.log_base[0])
+            return
+        start = request.from_seq or core.committed_seq + 1
         sub = _Subscriber(bytes(request.prefix), core.epoch, start, asyncio.Queue(SUBSCRIBER_BATCHES_MAX))
+        # The opening announcement goes first: it promises only what precedes
+        # ``start``; the replayed batches queued after it carry the rest.
+        sub.queue.put_nowait(control_store_pb2.ChangeBatch(epoch=core.epoch, committed_seq=start - 1))
         self.subscribers.add(sub)
         try:
             self._publish_to(sub)
-            yield control_store_pb2.ChangeBatch(epoch=core.epoch, committed_seq=sub.next_seq - 1)
             while True:
                 item = await sub.queue.get()
                 if isinstance(item, Exception):
