@@ -51,6 +51,7 @@ class ActorClass:
                 raise exceptions.InvalidArgumentError(
                     f"an actor named {opts['name']!r} already exists in namespace {namespace!r}; use "
                     "lineagerun.get_actor(name) or .options(get_if_exists=True)")
+        _check_checkpoint_methods(self._cls, opts["checkpoint_interval"])
         actor_id, _index = core_worker.new_actor_id()
         demands = options_table.actor_resource_demands(opts)
         is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(self._cls))
@@ -74,6 +75,20 @@ class ActorClass:
 
     def __repr__(self) -> str:
         return f"<ActorClass {self.__module__}.{self.__qualname__}>"
+
+
+def _check_checkpoint_methods(cls: type, checkpoint_interval: int) -> None:
+    """A checkpoint interval is only meaningful for a class that can save and
+    restore its state; without both methods every restart would fail later."""
+    if not checkpoint_interval:
+        return
+    missing = [name for name in ("__lineagerun_checkpoint__", "__lineagerun_restore__")
+               if not callable(getattr(cls, name, None))]
+    if missing:
+        raise exceptions.InvalidArgumentError(
+            f"actor class '{cls.__qualname__}' has checkpoint_interval={checkpoint_interval} but does not define "
+            f"{' and '.join(missing)}; define __lineagerun_checkpoint__(self) -> state and "
+            "__lineagerun_restore__(self, state), or leave checkpoint_interval at 0 (every call is replayed)")
 
 
 def _set_naming(spec: lineage_pb2.TaskSpec, namespace: str, lifetime: str | None) -> None:

@@ -1,6 +1,7 @@
 """The node manager's actor handling (a part of ``NodeManager``, kept apart
 for size): creation finished, call dispatch in sequence order, death, kill,
-lookup by name."""
+lookup by name. Restarts of actors with ``max_restarts != 0`` are driven by
+``actor_recovery_driver.py``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from lineagerun.core.ids import ActorID, TaskID
 from lineagerun.core.keys import actor_key, name_key, task_key
 from lineagerun.core.resources import ResourceSet
+from lineagerun.node.actor_recovery_driver import ActorRecoveryDriver
 from lineagerun.node.actors import ActorEntry, ActorPhase
 from lineagerun.node.scheduler import ActorResourcesReleased, ActorWorkerDetached
 from lineagerun.node.session import Session
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from lineagerun.node.server import TaskRun
 
 
-class ActorHandlers:
+class ActorHandlers(ActorRecoveryDriver):
     """Methods of NodeManager that deal with actors (uses its state)."""
 
     def _creation_finished(self, run: TaskRun, message: node_pb2.TaskFinished) -> None:
@@ -40,6 +42,8 @@ class ActorHandlers:
             return
         actor.phase = ActorPhase.ALIVE
         self.writer.write_later(actor.key, actor.record().SerializeToString())
+        if actor.restartable:
+            self._ensure_registered(actor)
         self._keep_prestarted()
         self._pump_actor(actor)
 
@@ -68,7 +72,9 @@ class ActorHandlers:
 
     def _fail_actor_calls(self, actor: ActorEntry) -> None:
         message = f"actor {actor.actor_id.hex()} is dead: {actor.death_message}"
-        for run in list(actor.in_flight.values()) + list(actor.queue):
+        pending = (list(actor.in_flight.values()) + list(actor.queue) + list(actor.held.values())
+                   + list(actor.orphaned.values()))
+        for run in pending:
             self.tasks.pop(run.task_id, None)
             self.objects.release_holder(run.holder())
             self._fail_returns(run.returns, "ActorDiedError", message)
@@ -76,11 +82,15 @@ class ActorHandlers:
                 self._record_attempt(run, lineage_pb2.FAILED, ("ActorDiedError", message))
         actor.in_flight.clear()
         actor.queue.clear()
+        actor.held.clear()
+        actor.orphaned.clear()
 
     def _actor_died(self, actor: ActorEntry, kind: str, message: str) -> None:
         if actor.phase is ActorPhase.DEAD:
             return
         self.actors.mark_dead(actor, kind, message)
+        if actor.restartable:
+            self._forget_restartable(actor)
         self._apply(self.scheduler.handle(ActorResourcesReleased(actor.actor_id)))
         self.writer.write_later(actor.key, actor.record().SerializeToString())
         if actor.name:
@@ -101,8 +111,13 @@ class ActorHandlers:
 
     def _on_kill_actor(self, session: Session, message: node_pb2.KillActor) -> None:
         actor = self.actors.get(message.actor_id)
-        if actor is not None and actor.phase is not ActorPhase.DEAD:
-            self._kill_actor(actor, "it was killed (lineagerun.kill)")
+        if actor is None or actor.phase is ActorPhase.DEAD:
+            return
+        if not message.no_restart and actor.restartable:
+            if actor.phase is ActorPhase.ALIVE and actor.worker_id is not None:
+                self.pool.kill(actor.worker_id)  # restarted as after a crash
+            return
+        self._kill_actor(actor, "it was killed (lineagerun.kill)")
 
     def _on_get_actor(self, session: Session, message: node_pb2.GetActorRequest) -> None:
         namespace = message.namespace or session.namespace

@@ -26,6 +26,7 @@ ACTOR_CALLS_AHEAD_MAX = 16
 class ActorPhase(enum.Enum):
     PENDING_CREATION = "pending_creation"
     ALIVE = "alive"
+    RESTARTING = "restarting"  # its worker died; being recreated and replayed
     DEAD = "dead"
 
 
@@ -51,6 +52,21 @@ class ActorEntry:
     in_flight: dict = field(default_factory=dict)  # task id -> TaskRun sent to the worker
     death_kind: str = ""
     death_message: str = ""
+    # Restarts (actors with max_restarts != 0; see actor_recovery_driver.py).
+    num_restarts: int = 0
+    checkpoint_sequence_number: int = 0  # the last call the checkpoint covers
+    checkpoint_object_id: bytes = b""  # b"": no checkpoint
+    held: dict = field(default_factory=dict)  # seq -> TaskRun written, not yet released by the planner
+    orphaned: dict = field(default_factory=dict)  # task id -> TaskRun of a dead instance, answered by replay
+    recovery_runs: dict = field(default_factory=dict)  # task id -> RecoveryRun sent to the new instance
+    replay_specs: dict = field(default_factory=dict)  # seq -> TaskSpec of the page being replayed
+    restart_checkpoint: bytes | None = None  # the checkpoint value to restore on the new instance
+    restart_worker_ready: bool = False
+    restart_incarnation: int = 0  # the restart the current worker was started for
+    restart_creation_sent: bool = False
+    checkpoint_wanted: object = None  # a TakeCheckpoint waiting for the calls in flight to finish
+    failed_recoveries: int = 0  # restarts in a row whose instance died before the recovery completed
+    died_ms: int = 0
 
     @property
     def key(self) -> bytes:
@@ -61,18 +77,25 @@ class ActorEntry:
 
     def record(self) -> lineage_pb2.ActorRecord:
         state = {ActorPhase.PENDING_CREATION: lineage_pb2.PENDING_CREATION, ActorPhase.ALIVE: lineage_pb2.ALIVE,
-                 ActorPhase.DEAD: lineage_pb2.DEAD}[self.phase]
+                 ActorPhase.RESTARTING: lineage_pb2.RESTARTING, ActorPhase.DEAD: lineage_pb2.DEAD}[self.phase]
         record = lineage_pb2.ActorRecord(
             actor_id=self.actor_id, creation_task_id=self.creation_task_id, state=state, node_id=self.node_id,
             worker_id=self.worker_id.binary() if self.worker_id else b"", name=self.name, namespace=self.namespace,
             lifetime=lineage_pb2.DETACHED if self.detached else lineage_pb2.NON_DETACHED,
             max_restarts=self.creation_spec.max_restarts, next_sequence_number=self.next_sequence_number,
             checkpoint_interval=self.creation_spec.checkpoint_interval,
-            owner_worker_id=self.creation_spec.owner_worker_id, updated_ms=now_ms())
+            owner_worker_id=self.creation_spec.owner_worker_id, updated_ms=now_ms(), num_restarts=self.num_restarts,
+            checkpoint_sequence_number=self.checkpoint_sequence_number,
+            checkpoint_object_id=self.checkpoint_object_id)
         if self.phase is ActorPhase.DEAD:
             record.death_cause.kind = self.death_kind
             record.death_cause.message = self.death_message
         return record
+
+    @property
+    def restartable(self) -> bool:
+        """Whether the recovery planner drives this actor (it may restart)."""
+        return self.creation_spec.max_restarts != 0
 
     def take_sequence_number(self) -> int:
         number = self.next_sequence_number
@@ -112,6 +135,11 @@ class ActorTable:
     def bind_worker(self, actor: ActorEntry, worker_id: WorkerID) -> None:
         actor.worker_id = worker_id
         self.by_worker[worker_id] = actor
+
+    def unbind_worker(self, actor: ActorEntry) -> None:
+        if actor.worker_id is not None and self.by_worker.get(actor.worker_id) is actor:
+            del self.by_worker[actor.worker_id]
+        actor.worker_id = None
 
     def mark_dead(self, actor: ActorEntry, kind: str, message: str) -> None:
         actor.phase = ActorPhase.DEAD
