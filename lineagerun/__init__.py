@@ -6,6 +6,7 @@ from lineagerun import exceptions
 from lineagerun.api.actor import ActorClass, ActorHandle, get_actor, kill
 from lineagerun.api.object_ref import ObjectRef
 from lineagerun.api.objects import cancel, get, put, wait
+from lineagerun.api.progress import progress
 from lineagerun.api.remote_function import RemoteFunction
 from lineagerun.api.runtime_context import available_resources, cluster_resources, get_runtime_context, nodes
 from lineagerun.api.session import init, is_initialized, shutdown
@@ -47,5 +48,5 @@ def method(*, num_returns: int = 1):
 __all__ = [
     "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_runtime_context", "init", "is_initialized",
-    "kill", "method", "nodes", "put", "remote", "shutdown", "wait",
+    "kill", "method", "nodes", "progress", "put", "remote", "shutdown", "wait",
 ]

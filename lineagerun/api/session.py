@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lineagerun import exceptions
-from lineagerun.api import context
+from lineagerun.api import context, log_echo
 
 SESSION_ROOT = "/tmp/lineagerun"
 CONTROL_STORE_REPLICAS = 2
@@ -33,6 +33,9 @@ NODE_START_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.005
 STOP_GRACE_S = 5.0
 TOKEN_FILE_NAME = "token"
+# init() without an address joins this cluster when set (Ray: RAY_ADDRESS).
+ADDRESS_ENV = "LINEAGERUN_ADDRESS"
+SESSION_FILE_NAME = "session.json"
 
 
 @dataclass
@@ -50,6 +53,7 @@ class EmbeddedCluster:
         if self.control_store is not None:
             self.control_store.stop()
             self.control_store = None
+            _write_session_file(self.session_dir, {"control_store_address": "", "stopped": True})
         store_session_id = self.node_ready.get("store_session_id")
         if store_session_id:
             from lineagerun.objects.store import cleanup_session
@@ -201,13 +205,65 @@ def start_embedded_cluster(*, num_cpus: int | None, num_gpus: float | None, reso
         starter.join(STOP_GRACE_S)
         cluster.stop()
         raise
+    _write_session_file(session_dir, {"control_store_address": control_address, "token_file": str(token_file),
+                                      "control_store_dir": str(control_store.dir), "driver_pid": os.getpid()})
     return cluster
+
+
+def _write_session_file(session_dir: Path, record: dict) -> None:
+    """``SESSION/session.json``: how ``lineagerun list|get|...`` finds this
+    cluster with no ``--address`` (docs/cli.md). Temp + rename, so a reader
+    never sees half a file."""
+    path = session_dir / SESSION_FILE_NAME
+    temp = path.with_name(f".{SESSION_FILE_NAME}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(json.dumps(record))
+        os.replace(temp, path)
+    except OSError:
+        pass  # the session directory was removed; nothing to find any more
+
+
+def _find_cluster_session(address: str) -> tuple[float, tuple[str, str, str]] | None:
+    """A multi-node cluster (``lineagerun start --head`` or ``Cluster``)
+    whose address (its coordinator's), scheduler or session directory is
+    ``address`` ("auto": the newest): the session, a node manager of it on
+    this machine (the head's when it runs) and the token."""
+    from lineagerun.node import launcher
+    from lineagerun.transport.auth import read_token_file
+
+    for session_dir in launcher.cluster_sessions():
+        try:
+            head = launcher.read_head(session_dir)
+        except (exceptions.ConfigurationError, OSError, ValueError):
+            continue
+        if address not in ("auto", head.get("address"), head.get("scheduler"), str(session_dir)):
+            continue
+        nodes = []
+        for ready in session_dir.glob("nodes/*/ready.json"):
+            try:
+                info = json.loads(ready.read_text())
+            except (OSError, ValueError):
+                continue
+            if _pid_alive(info.get("pid")):
+                nodes.append((info.get("node_id") != head.get("head_node_id"), -ready.stat().st_mtime, info))
+        if nodes:
+            info = min(nodes, key=lambda n: n[:2])[2]
+            mtime = (session_dir / launcher.HEAD_FILE_NAME).stat().st_mtime
+            return mtime, (str(session_dir), info["socket"], read_token_file(session_dir / TOKEN_FILE_NAME))
+        if address != "auto":
+            raise exceptions.ConfigurationError(
+                f"the cluster at {address!r} ({session_dir}) has no running node manager on this machine; "
+                f"join one with: lineagerun start --address {head.get('address')}")
+    return None
 
 
 def _find_session(address: str) -> tuple[str, str, str]:
     """(session dir, node socket, token) of a running node manager: the most
     recent one for "auto", else the one serving ``address`` (host:port,
     unix:path or a session directory)."""
+    found = _find_cluster_session(address)
+    if found is not None and address != "auto":
+        return found[1]
     candidates = []
     for ready in glob.glob(os.path.join(SESSION_ROOT, "session_*", "nodes", "*", "ready.json")):
         try:
@@ -219,6 +275,8 @@ def _find_session(address: str) -> tuple[str, str, str]:
         session_dir = str(Path(ready).parents[2])
         if address in ("auto", info.get("address"), info.get("socket"), session_dir):
             candidates.append((os.path.getmtime(ready), session_dir, info))
+    if found is not None and (not candidates or found[0] >= max(c[0] for c in candidates)):
+        return found[1]
     if not candidates:
         raise exceptions.ConfigurationError(
             f"no running lineagerun node manager found for address {address!r} under {SESSION_ROOT}; "
@@ -262,6 +320,8 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: f
         if context.is_worker():
             raise exceptions.ConfigurationError("init() cannot be called inside a task or actor")
         cluster = None
+        if address is None and os.environ.get(ADDRESS_ENV):
+            address = os.environ[ADDRESS_ENV]  # as RAY_ADDRESS: join that cluster instead of starting one
         if address is None:
             cluster = start_embedded_cluster(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                              object_store_memory=object_store_memory)
@@ -280,6 +340,8 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: f
             raise
         _state = DriverState(core_worker, cluster, node_address, session_dir, namespace or "")
         context.set_driver(core_worker, session_dir)
+        if log_to_driver:
+            log_echo.start(session_dir, core_worker.job_id.hex())
         global _atexit_registered
         if not _atexit_registered:
             atexit.register(shutdown)
@@ -343,6 +405,7 @@ def shutdown() -> None:
         if state is None:
             return
         context.clear()
+        log_echo.stop()  # echoes what tasks printed before shutdown
         try:
             state.core_worker.close()
         finally:

@@ -30,6 +30,10 @@ _COMMANDS: list[tuple[str, str]] = [
     ("lineagerun.cli.state", "get_command"),
     ("lineagerun.cli.state", "summary_command"),
     ("lineagerun.cli.state", "timeline_command"),
+    ("lineagerun.cli.logs", "logs_command"),
+    ("lineagerun.cli.cluster", "start"),
+    ("lineagerun.cli.cluster", "stop"),
+    ("lineagerun.cli.cluster", "status"),
 ]
 
 

@@ -19,6 +19,7 @@ from lineagerun.core.ids import NodeID
 from lineagerun.core.keys import node_key
 from lineagerun.core.resources import CPU, GPU, ResourceSet
 from lineagerun.exceptions import ConfigurationError, InvalidArgumentError, LineagerunError
+from lineagerun.node.cluster_link import ClusterLink
 from lineagerun.node.lineage_writer import LineageWriter
 from lineagerun.node.object_table import NodeObjectStore
 from lineagerun.node.server import NodeManager
@@ -26,6 +27,7 @@ from lineagerun.node.session import NodeManagerServicer
 from lineagerun.node.worker_pool import DEFAULT_WORKER_MODULE, WorkerPool
 from lineagerun.objects import cleanup_stale_sessions, new_session_id
 from lineagerun.objects.shm import SHM_DIR
+from lineagerun.objects.transfer import ObjectManagerServicer
 from lineagerun.rpc import lineage_pb2, node_pb2_grpc
 from lineagerun.transport.auth import read_token_file
 from lineagerun.transport.channels import bind, make_aio_server
@@ -68,6 +70,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--node-id", default=None)
     parser.add_argument("--prestart-workers", type=int, default=None)
     parser.add_argument("--worker-module", default=DEFAULT_WORKER_MODULE, help=argparse.SUPPRESS)
+    parser.add_argument("--global-scheduler", default=None,
+                        help="host:port of the cluster's global scheduler: join a multi-node cluster")
+    parser.add_argument("--heartbeat-interval-ms", type=int, default=100,
+                        help="load reports (heartbeats) to the global scheduler")
+    parser.add_argument("--advertise-host", default=None,
+                        help="host peers use to reach this node (default: --host, or this machine's "
+                             "address when --host is 0.0.0.0)")
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate for the TCP port (with --tls-key)")
+    parser.add_argument("--tls-key", default=None)
+    parser.add_argument("--tls-ca", default=None, help="PEM root certificate peers are checked against")
     return parser.parse_args(argv)
 
 
@@ -103,8 +115,33 @@ def write_json_atomic(path: Path, value: dict) -> None:
 
 
 def node_record(node_id: NodeID, address: str, total: ResourceSet, started_ms: int) -> lineage_pb2.NodeRecord:
+    # Incarnation = start time: a node manager restarted on the same node id
+    # is a newer incarnation, and the global scheduler fences the old one.
     return lineage_pb2.NodeRecord(node_id=node_id.binary(), address=address, resources_total=total.units_dict(),
-                                  alive=True, heartbeat_ms=started_ms, started_ms=started_ms, incarnation=1)
+                                  alive=True, heartbeat_ms=started_ms, started_ms=started_ms,
+                                  incarnation=started_ms)
+
+
+def advertised_host(args: argparse.Namespace) -> str:
+    if args.advertise_host:
+        return args.advertise_host
+    if args.host in ("0.0.0.0", "::", ""):
+        import socket
+
+        try:
+            return socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return "127.0.0.1"
+    return args.host
+
+
+def tls_files(args: argparse.Namespace) -> tuple[tuple[bytes, bytes] | None, bytes | None]:
+    """((key, cert) for the server, root cert for peers), from the TLS flags."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigurationError("--tls-cert and --tls-key go together")
+    server = (Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes()) if args.tls_cert else None
+    root = Path(args.tls_ca).read_bytes() if args.tls_ca else (server[1] if server else None)
+    return server, root
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -121,7 +158,7 @@ async def serve(args: argparse.Namespace) -> None:
     cleanup_stale_sessions()
     # The manager is made below (it needs the store); the callback runs later.
     store = NodeObjectStore(new_session_id(), args.object_store_memory or default_store_bytes(),
-                            on_evicted=lambda oid: manager.objects.evicted(oid))
+                            on_evicted=lambda oid: _evicted(manager, oid))
     client = ControlStoreClient(args.control_store, token)
     writer = LineageWriter(client)
     sock = socket_path(node_dir, node_id)
@@ -138,15 +175,23 @@ async def serve(args: argparse.Namespace) -> None:
                           worker_pool_size_max=max(prestart, cpus * WORKERS_PER_CPU_MAX + WORKERS_EXTRA_MAX))
     server = make_aio_server(token)
     node_pb2_grpc.add_NodeManagerServicer_to_server(NodeManagerServicer(manager), server)
-    port = bind(server, args.host, args.port, token)
+    tls, root_cert = tls_files(args)
+    port = bind(server, args.host, args.port, token, tls=tls)
     if not server.add_insecure_port(f"unix:{sock}"):
         raise ConfigurationError(f"could not listen on unix:{sock}")
-    address = f"{args.host}:{port}"
+    address = f"{advertised_host(args)}:{port}"
     manager.address = address
     started_ms = int(time.time() * 1000)
+    if args.global_scheduler:
+        manager.cluster = ClusterLink(manager, scheduler_address=args.global_scheduler, token=token,
+                                      incarnation=started_ms, heartbeat_interval_ms=args.heartbeat_interval_ms,
+                                      on_fenced=lambda reason: _fenced(stop, reason), root_cert=root_cert)
+        ObjectManagerServicer(store, payload_info=manager.cluster.payload_info).add_to_server(server)
     record = node_record(node_id, address, total, started_ms)
     await loop.run_in_executor(None, client.put, node_key(node_id), record.SerializeToString())
     await server.start()
+    if manager.cluster is not None:
+        await manager.cluster.start()
     for _ in range(prestart):
         pool.start()
     write_json_atomic(node_dir / "ready.json", {
@@ -158,6 +203,8 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("stopping")
     heartbeat.cancel()
     manager.stopping = True
+    if manager.cluster is not None:
+        await manager.cluster.stop()
     await manager.stop()
     log.info("workers stopped")
     await server.stop(grace=0.5)
@@ -174,6 +221,17 @@ async def serve(args: argparse.Namespace) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def _evicted(manager: NodeManager, object_id: bytes) -> None:
+    manager.objects.evicted(object_id)
+    if manager.cluster is not None:
+        manager.cluster.evicted(object_id)
+
+
+def _fenced(stop: asyncio.Event, reason: str) -> None:
+    log.error("stopping: the cluster declared this node dead (%s)", reason)
+    stop.set()
 
 
 async def _heartbeat(writer: LineageWriter, node_id: NodeID, record: lineage_pb2.NodeRecord) -> None:

@@ -53,12 +53,26 @@ class NodeObjectStore(LocalObjectStore):
             raise rejected.error()
 
 
+@dataclass(frozen=True)
+class RemoteCopy:
+    """A sealed copy of an object in another node's store (pull it from there)."""
+
+    address: str           # that node manager's host:port (its ObjectManager service)
+    node_id: bytes
+    size_bytes: int
+    is_error: bool = False
+    nested_object_ids: tuple[bytes, ...] = ()
+
+
 @dataclass
 class ObjectEntry:
     payload: node_pb2.ObjectPayload | None = None
     error_kind: str = ""
     error_message: str = ""
     in_store: bool = False
+    # Copies on other nodes (multi-node): the object exists, but a get or a
+    # task here needs it pulled first.
+    remote: list[RemoteCopy] = field(default_factory=list)
 
     def ready(self) -> bool:
         return self.payload is not None or bool(self.error_kind)
@@ -79,6 +93,7 @@ class _WaitWaiter:
     reply: Callable[[list[bytes]], None]
     timer: asyncio.TimerHandle | None = None
     done: bool = False
+    fetch_local: bool = True  # False: a copy on another node counts as ready
 
 
 @dataclass
@@ -122,6 +137,62 @@ class ObjectTable:
         self.entries[object_id] = ObjectEntry(error_kind=kind, error_message=message)
         self._became_ready(object_id)
 
+    def add_remote(self, object_id: bytes, copy: RemoteCopy) -> bool:
+        """Record a copy on another node; True if it is new (and the object
+        is not local already)."""
+        entry = self.entries.setdefault(object_id, ObjectEntry())
+        if entry.ready() or any(c.address == copy.address for c in entry.remote):
+            return False
+        entry.remote.append(copy)
+        for waiter in list(self._waits.get(object_id, ())):
+            if not waiter.fetch_local:
+                self._try_finish_wait(waiter)
+        return True
+
+    def remote_copies(self, object_id: bytes) -> list[RemoteCopy]:
+        entry = self.entries.get(object_id)
+        return list(entry.remote) if entry is not None and not entry.ready() else []
+
+    def is_known(self, object_id: bytes) -> bool:
+        """Local, failed, or with a known copy elsewhere."""
+        entry = self.entries.get(object_id)
+        return entry is not None and (entry.ready() or bool(entry.remote))
+
+    def drop_remote_node(self, node_id: bytes) -> list[bytes]:
+        """A node died: its copies are gone. Returns the objects that had
+        no other copy (rebuilding them is reconstruction's job)."""
+        lost = []
+        for object_id, entry in self.entries.items():
+            if entry.remote:
+                kept = [c for c in entry.remote if c.node_id != node_id]
+                if not kept and not entry.ready():
+                    lost.append(object_id)
+                entry.remote = kept
+        return lost
+
+    def add_pulled(self, object_id: bytes, size_bytes: int, is_error: bool, nested_object_ids) -> None:
+        """The object was pulled into the store (sealed there by the puller):
+        account it like a local one. Pinned as primary, so it cannot be
+        evicted between now and the task or get that asked for it."""
+        entry = self.entries.get(object_id)
+        if entry is not None and entry.ready():
+            return
+        try:
+            self.store.pin(object_id, PRIMARY_HOLDER)
+        except Exception as exc:  # noqa: BLE001 - evicted at once: becomes the object's error
+            self.add_error(object_id, "ObjectLostError", f"pulled object {object_id.hex()} vanished: {exc}")
+            return
+        remote = entry.remote if entry is not None else []
+        payload = node_pb2.ObjectPayload(
+            shm_name=os.path.basename(shm.object_path(self.store.session_id, object_id)),
+            size_bytes=size_bytes, is_error=is_error, nested_object_ids=list(nested_object_ids))
+        self.entries[object_id] = ObjectEntry(payload=payload, in_store=True, remote=remote)
+        self._became_ready(object_id)
+
+    def waited_for(self, object_id: bytes) -> bool:
+        """Whether a get, or a wait that fetches, of a client waits for this object."""
+        return object_id in self._gets or any(w.fetch_local for w in self._waits.get(object_id, ()))
+
     def is_ready(self, object_id: bytes) -> bool:
         entry = self.entries.get(object_id)
         return entry is not None and entry.ready()
@@ -145,6 +216,9 @@ class ObjectTable:
     def evicted(self, object_id: bytes) -> None:
         """The store dropped the object's file to make room."""
         entry = self.entries.get(object_id)
+        if entry is not None and entry.in_store and entry.remote:
+            entry.payload, entry.in_store = None, False  # a pulled copy: the source still has it
+            return
         if entry is not None and entry.in_store:
             entry.payload, entry.in_store = None, False
             entry.error_kind = "ObjectLostError"
@@ -202,22 +276,25 @@ class ObjectTable:
         waiter.reply(None)
 
     def wait(self, object_ids: list[bytes], num_returns: int, timeout_ms: int,
-             reply: Callable[[list[bytes]], None]) -> bool:
-        waiter = _WaitWaiter(list(object_ids), num_returns, reply)
+             reply: Callable[[list[bytes]], None], fetch_local: bool = True) -> bool:
+        waiter = _WaitWaiter(list(object_ids), num_returns, reply, fetch_local=fetch_local)
         if self._try_finish_wait(waiter):
             return True
         if timeout_ms == 0:
             self._finish_wait(waiter)
             return True
         for oid in object_ids:
-            if not self.is_ready(oid):
+            if not self._wait_ready(waiter, oid):
                 self._waits.setdefault(oid, set()).add(waiter)
         if timeout_ms > 0:
             waiter.timer = asyncio.get_running_loop().call_later(timeout_ms / 1000, self._finish_wait, waiter)
         return False
 
+    def _wait_ready(self, waiter: _WaitWaiter, object_id: bytes) -> bool:
+        return self.is_ready(object_id) if waiter.fetch_local else self.is_known(object_id)
+
     def _ready_ids(self, waiter: _WaitWaiter) -> list[bytes]:
-        return [oid for oid in waiter.object_ids if self.is_ready(oid)][: waiter.num_returns]
+        return [oid for oid in waiter.object_ids if self._wait_ready(waiter, oid)][: waiter.num_returns]
 
     def _try_finish_wait(self, waiter: _WaitWaiter) -> bool:
         if len(self._ready_ids(waiter)) >= waiter.num_returns:

@@ -94,6 +94,7 @@ class NodeManager(ActorHandlers):
         self.stopping = False
         self._start_failures = 0  # workers in a row that died before registering
         self._start_delayed = 0
+        self.cluster = None  # a ClusterLink when the node is part of a multi-node cluster
         pool.on_exit = lambda worker_id: self._worker_gone(worker_id, "its process exited")
 
     # =============================================================== sessions
@@ -104,6 +105,9 @@ class NodeManager(ActorHandlers):
             session.send(node_pb2.NodeMessage(request_error=node_pb2.RequestError(
                 error_kind="InvalidArgumentError", message=f"the first message must be Register, got {kind}")))
             session.close()
+            return
+        if session.is_peer and self.cluster is not None \
+                and self.cluster.handle_peer_message(session, kind, getattr(message, kind)):
             return
         handler = getattr(self, f"_on_{kind}", None)
         if handler is None:
@@ -117,6 +121,7 @@ class NodeManager(ActorHandlers):
         if message.kind == node_pb2.Register.DRIVER and not job_id:
             job_id = _new_job_id()
         session.job_id = job_id
+        session.location_address = self.address
         self.sessions.add(session)
         session.send(node_pb2.NodeMessage(registered=node_pb2.Registered(
             node_id=self.node_id.binary(), job_id=job_id, session_dir=self.session_dir,
@@ -128,6 +133,8 @@ class NodeManager(ActorHandlers):
             self.worker_sessions[worker_id] = session
             log.debug("worker %s registered", worker_id.hex()[:12])
             self._start_failures = 0
+            if self._actor_worker_registered(session, worker_id):
+                return  # started for an actor's restart: never the scheduler's
             self._apply(self.scheduler.handle(ls.WorkerRegistered(worker_id)))
 
     def session_closed(self, session: Session) -> None:
@@ -239,14 +246,21 @@ class NodeManager(ActorHandlers):
             run.scheduled = True
             if run.spec.is_actor_task:
                 actor = self.actors.get(run.spec.actor_id)
-                actor.queue.append(run)
-                self._pump_actor(actor)
+                self._actor_call_written(actor, run)
             else:
                 self._schedule(run)
 
     def _schedule(self, run: TaskRun) -> None:
+        if self.cluster is not None:
+            self.cluster.route(run)  # keep, spill or fail it; kept ones come back to _schedule_local
+            return
+        self._schedule_local(run)
+
+    def _schedule_local(self, run: TaskRun) -> None:
         missing = {oid for oid in run.arg_ids if not self.objects.is_ready(oid)}
         self.admission.add(run.task_id, specs.demand(run.spec), missing)
+        if missing and self.cluster is not None:
+            self.cluster.want_args(missing)
         self._admit()
 
     def _admit(self) -> None:
@@ -389,8 +403,12 @@ class NodeManager(ActorHandlers):
     # ============================================================ completion
 
     def _on_task_finished(self, session: Session, message: node_pb2.TaskFinished) -> None:
+        if self._restartable_task_finished(session, message):
+            return
         run = self.tasks.get(message.task_id)
         worker_id = session.worker_id
+        if self.cluster is not None:
+            self.cluster.task_finished(message.duration_ms)
         if run is not None and run.worker_id == worker_id and run.attempt == message.attempt_number:
             del self.tasks[message.task_id]
             self.admission.remove(message.task_id)
@@ -462,6 +480,8 @@ class NodeManager(ActorHandlers):
         pending, self._available_pending = self._available_pending, []
         self.admission.objects_available(pending)
         self._admit()
+        if self.cluster is not None:
+            self.cluster.objects_ready(pending)
         for oid in pending:
             for actor_id in self._actor_waiting.pop(oid, ()):
                 actor = self.actors.get(actor_id)
@@ -482,8 +502,8 @@ class NodeManager(ActorHandlers):
         if session is not None:
             session.close()
         actor = self.actors.by_worker.get(worker_id)
-        if actor is not None and actor.phase is ActorPhase.ALIVE:
-            self._actor_died(actor, "ActorDiedError", f"its worker process died ({why})")
+        if actor is not None and actor.phase in (ActorPhase.ALIVE, ActorPhase.RESTARTING):
+            self._actor_worker_died(actor, worker_id, f"its worker process died ({why})")
         else:
             for run in self.tasks.values():
                 if run.worker_id == worker_id:
@@ -530,6 +550,8 @@ class NodeManager(ActorHandlers):
     def _on_get_objects(self, session: Session, message: node_pb2.GetObjects) -> None:
         request_id = message.request_id
         ids = list(message.object_ids)
+        if self.cluster is not None and not session.is_peer:
+            self.cluster.want(ids)
 
         blocked = []
 
@@ -554,6 +576,8 @@ class NodeManager(ActorHandlers):
         request_id = message.request_id
         ids = list(message.object_ids)
         num_returns = min(max(message.num_returns, 1), len(ids)) if ids else 0
+        if self.cluster is not None and not session.is_peer and message.fetch_local:
+            self.cluster.want(ids)
 
         blocked = []
 
@@ -563,7 +587,8 @@ class NodeManager(ActorHandlers):
             session.send(node_pb2.NodeMessage(wait_reply=node_pb2.WaitReply(
                 request_id=request_id, ready_object_ids=ready)))
 
-        if not self.objects.wait(ids, num_returns, message.timeout_ms, reply):
+        if not self.objects.wait(ids, num_returns, message.timeout_ms, reply,
+                                 fetch_local=message.fetch_local or self.cluster is None):
             blocked.append(True)
             self._block(session)
 
@@ -590,6 +615,8 @@ class NodeManager(ActorHandlers):
 
     def _on_release_objects(self, session: Session, message: node_pb2.ReleaseObjects) -> None:
         self.objects.release_primary(message.object_ids)
+        if self.cluster is not None:
+            self.cluster.release(message.object_ids)  # copies on the nodes that made them
 
     # ================================================================ cancel
 
@@ -597,11 +624,17 @@ class NodeManager(ActorHandlers):
         run = self.tasks.get(message.task_id)
         if run is not None:
             self._cancel(run, message.force)
+        elif self.cluster is not None:
+            self.cluster.cancel(message.task_id, message.force)  # forwarded to another node
 
     def _cancel(self, run: TaskRun, force: bool) -> None:
+        if self.cluster is not None and self.cluster.cancel(run.task_id, force):
+            return
         if run.spec.is_actor_task:
             actor = self.actors.get(run.spec.actor_id)
-            if actor is not None and run in actor.queue:
+            if actor is not None and actor.restartable:
+                self._cancel_restartable_call(actor, run)
+            elif actor is not None and run in actor.queue:
                 actor.queue.remove(run)
                 self._task_cancelled(run.task_id)
             elif actor is not None and run.task_id in actor.in_flight:
@@ -643,6 +676,9 @@ class NodeManager(ActorHandlers):
     # ================================================================= info
 
     def _on_cluster_info(self, session: Session, message: node_pb2.ClusterInfoRequest) -> None:
+        if self.cluster is not None:
+            self.cluster.cluster_info(session, message.request_id)
+            return
         view = node_pb2.NodeView(node_id=self.node_id.binary(), address=self.address, alive=True)
         for name, units in self.scheduler.resources.total.units_dict().items():
             view.resources_total[name] = units / RESOURCE_UNIT_SCALING

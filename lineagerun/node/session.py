@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from lineagerun.core.ids import WorkerID
+from lineagerun.node.peers import LOCATION_PREFIX, PEER_KIND, location_payload
 from lineagerun.rpc import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ class Session:
     functions_sent: set = field(default_factory=set)
     closed: bool = False
     blocked_requests: int = 0  # get/wait requests of a worker not answered yet
+    # A peer (another node manager) cannot map this node's shared-memory
+    # files: objects in the store are sent to it as a location, this address.
+    location_address: str = ""
 
     @property
     def is_worker(self) -> bool:
@@ -35,9 +39,22 @@ class Session:
     def is_driver(self) -> bool:
         return self.kind == node_pb2.Register.DRIVER
 
+    @property
+    def is_peer(self) -> bool:
+        return self.kind == PEER_KIND
+
     def send(self, message: node_pb2.NodeMessage) -> None:
         if not self.closed:
+            if self.is_peer and message.WhichOneof("kind") == "objects_reply":
+                self._locate_stored(message.objects_reply.objects)
             self.out.put_nowait(message)
+
+    def _locate_stored(self, results) -> None:
+        for result in results:
+            payload = result.payload
+            if payload.WhichOneof("kind") == "shm_name" and not payload.shm_name.startswith(LOCATION_PREFIX):
+                payload.CopyFrom(location_payload(self.location_address, payload.size_bytes, payload.is_error,
+                                                  payload.nested_object_ids))
 
     def close(self) -> None:
         if not self.closed:

@@ -41,9 +41,11 @@ class Register(_message.Message):
         KIND_UNSPECIFIED: _ClassVar[Register.Kind]
         DRIVER: _ClassVar[Register.Kind]
         WORKER: _ClassVar[Register.Kind]
+        PEER: _ClassVar[Register.Kind]
     KIND_UNSPECIFIED: Register.Kind
     DRIVER: Register.Kind
     WORKER: Register.Kind
+    PEER: Register.Kind
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="how often node managers report load (and how often liveness is checked)")
     p.add_argument("--node-timeout-ms", default=1000, type=int,
                    help="a node silent this long is declared dead")
+    p.add_argument("--tls-cert", default=None, type=Path, help="PEM certificate: serve TLS (with --tls-key)")
+    p.add_argument("--tls-key", default=None, type=Path)
     return p
 
 
@@ -67,7 +69,8 @@ async def serve(args: argparse.Namespace, settings: SchedulerSettings, token: st
     service = SchedulerService(settings, store)
     server = make_aio_server(token)
     scheduler_pb2_grpc.add_GlobalSchedulerServicer_to_server(service.servicer(), server)
-    port = bind(server, args.host, args.port, token)
+    tls = (args.tls_key.read_bytes(), args.tls_cert.read_bytes()) if args.tls_cert and args.tls_key else None
+    port = bind(server, args.host, args.port, token, tls=tls)
     address = f"{args.host}:{port}"
     ready_dir = args.session_dir / "scheduler"
     try:

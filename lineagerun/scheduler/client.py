@@ -183,9 +183,9 @@ def read_ready(session_dir: str | Path) -> dict:
 
 
 class GlobalSchedulerClient:
-    def __init__(self, address: str, token: str | None):
+    def __init__(self, address: str, token: str | None, *, root_cert: bytes | None = None):
         self.address = address
-        self._channel = make_aio_channel(address, token)
+        self._channel = make_aio_channel(address, token, root_cert=root_cert)
         self._stub = scheduler_pb2_grpc.GlobalSchedulerStub(self._channel)
 
     async def report_load(self, load: NodeLoad) -> ReportReply:

@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     executor = Executor(core)
     executor_box.append(executor)
     core.connect()
+    from lineagerun.worker import log_capture
+
+    log_capture.install(args.session_dir, args.worker_id, core.node_id_hex)
     context.set_worker(core, args.session_dir)
     executor.run_forever()
     sys.stdout.flush()

@@ -27,11 +27,18 @@ import cloudpickle
 from lineagerun import exceptions
 from lineagerun.core.ids import ActorID, JobID, TaskID
 from lineagerun.rpc import lineage_pb2, node_pb2
-from lineagerun.worker import payloads
+from lineagerun.worker import log_capture, payloads
 from lineagerun.worker.core_worker import CoreWorker, current_task
 
 # Ray's default concurrency of an async actor that names none.
 ASYNC_ACTOR_CONCURRENCY_DEFAULT = 1000
+# Actor checkpoints (lineagerun.node.actor_recovery_driver): the node manager
+# asks for the state with a call of CHECKPOINT_METHOD and stores the value in
+# the control store, so it always comes back inline, whatever its size (the
+# control store takes values up to 16 MiB; a larger checkpoint fails there).
+CHECKPOINT_METHOD = "__lineagerun_checkpoint__"
+RESTORE_METHOD = "__lineagerun_restore__"
+CHECKPOINT_INLINE_MAX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class RunningTask:
     job_id: JobID
     actor_id: ActorID | None
     name: str
+    is_replay: bool = False  # an actor restart re-running a recorded call (or the constructor)
 
 
 class Executor:
@@ -157,6 +165,10 @@ class Executor:
         function = self._function(execute)
         if spec.is_actor_creation:
             self._become_actor(spec, function, args, kwargs)
+            if execute.HasField("restore_checkpoint"):
+                # A restart: the state after the last checkpoint, before the replay of later calls.
+                state = payloads.from_payload(execute.restore_checkpoint)
+                getattr(self._instance, RESTORE_METHOD)(state)
             return None
         return function(*args, **kwargs)
 
@@ -172,15 +184,16 @@ class Executor:
         elif spec.max_concurrency > 1:
             self._pool = ThreadPoolExecutor(spec.max_concurrency, thread_name_prefix="lineagerun-actor")
 
-    def _running(self, spec: lineage_pb2.TaskSpec) -> RunningTask:
+    def _running(self, execute: node_pb2.ExecuteTask) -> RunningTask:
+        spec = execute.spec
         actor_id = self._actor_id
         if spec.is_actor_creation or spec.is_actor_task:
             actor_id = TaskID(spec.task_id).actor_id()
-        return RunningTask(TaskID(spec.task_id), JobID(spec.job_id), actor_id, "")
+        return RunningTask(TaskID(spec.task_id), JobID(spec.job_id), actor_id, "", execute.is_replay)
 
     def _run(self, execute: node_pb2.ExecuteTask) -> None:
         spec = execute.spec
-        token = current_task.set(self._running(spec))
+        token = current_task.set(self._running(execute))
         started_s = time.monotonic()
         with self._running_lock:
             self._running_threads[spec.task_id] = threading.get_ident()
@@ -188,6 +201,7 @@ class Executor:
             try:
                 if execute.HasField("function"):
                     self._function(execute)  # cache the body even if an argument fails
+                log_capture.mark_running(spec, self._task_name(spec))
                 args, kwargs = self._arguments(execute)
                 result = self._call(execute, args, kwargs)
             finally:
@@ -203,7 +217,7 @@ class Executor:
 
     async def _run_async(self, execute: node_pb2.ExecuteTask) -> None:
         spec = execute.spec
-        current_task.set(self._running(spec))
+        current_task.set(self._running(execute))
         started_s = time.monotonic()
         async with self._semaphore:
             try:
@@ -250,11 +264,13 @@ class Executor:
         task_id = TaskID(spec.task_id)
         from lineagerun.core.ids import ObjectID
 
+        inline_max_bytes = self.core.inline_max_bytes
+        if spec.is_actor_task and spec.method_name == CHECKPOINT_METHOD:
+            inline_max_bytes = CHECKPOINT_INLINE_MAX_BYTES
         for index, value in enumerate(values, start=1):
             object_id = ObjectID.from_index(task_id, index).binary()
             serialized = payloads.serialize_value(value)
-            payload = payloads.to_payload(serialized, object_id, self.core.store_session_id,
-                                          self.core.inline_max_bytes)
+            payload = payloads.to_payload(serialized, object_id, self.core.store_session_id, inline_max_bytes)
             finished.returns.add(object_id=object_id, payload=payload)
         return finished
 

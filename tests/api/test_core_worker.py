@@ -65,6 +65,9 @@ class FakeNode(node_pb2_grpc.NodeManagerServicer):
 @pytest.fixture
 def node(tmp_path):
     store_session_id = new_session_id()
+    # Own the session like a node manager would, so another node manager
+    # starting meanwhile does not clean up its files as a dead session's.
+    shm.claim_session(store_session_id)
     fake = FakeNode(store_session_id)
     server = make_server(TOKEN)
     node_pb2_grpc.add_NodeManagerServicer_to_server(fake, server)

@@ -1,0 +1,269 @@
+"""Starting and stopping the processes of a multi-node cluster on this
+machine, for ``lineagerun start/stop`` and ``lineagerun.testing.Cluster``.
+
+A cluster's session directory (``/tmp/lineagerun/session_<time>_<pid>/``)::
+
+    token                  cluster token, mode 0600
+    head.json              {"address": coordinator, "scheduler": ..., "head_node_id": ..., "host": ...}
+    control/               the control store (its own cluster.json, RocksDB directories)
+    scheduler/ready.json   the global scheduler's address and pid
+    nodes/<id>/ready.json  one per node manager (address, unix socket, pid, store session)
+    procs/<name>.json      every process started here: pid, start time, role (for ``stop``)
+    logs/                  scheduler.log, node-<id>.log, worker logs
+
+Every process is started in its own session, so it and what it starts (a
+node manager's workers) form one process group, stopped together: SIGTERM,
+then SIGKILL after a grace period (``--force``: SIGKILL at once). Pids are
+checked against their recorded start time before any signal (pids are reused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from lineagerun.exceptions import ConfigurationError
+
+# LINEAGERUN_SESSION_ROOT moves every session of the CLI and of Cluster
+# elsewhere (tests isolate `lineagerun stop` from other clusters that way).
+SESSION_ROOT = os.environ.get("LINEAGERUN_SESSION_ROOT", "/tmp/lineagerun")
+HEAD_FILE_NAME = "head.json"
+PROCS_DIR_NAME = "procs"
+TOKEN_FILE_NAME = "token"
+# Python start-up plus imports take ~0.5-1 s; a loaded 2-core CI machine far more.
+START_TIMEOUT_S = 60.0
+STOP_GRACE_S = 5.0
+POLL_INTERVAL_S = 0.02
+LOG_TAIL_CHARS = 3000
+
+
+@dataclass
+class LaunchedProcess:
+    name: str
+    role: str               # "scheduler" | "node"
+    pid: int
+    create_time: float | None
+    log_path: Path
+    popen: subprocess.Popen | None = None
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return recorded_alive(self.pid, self.create_time)
+
+    def record(self) -> dict:
+        return {"name": self.name, "role": self.role, "pid": self.pid, "create_time": self.create_time,
+                "log": str(self.log_path)}
+
+    def log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+        except OSError:
+            return ""
+
+
+def recorded_alive(pid: int | None, create_time: float | None) -> bool:
+    """Whether ``pid`` is still the process that was recorded."""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def new_session_dir(root: str | None = None) -> Path:
+    root = root or SESSION_ROOT
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S") + f"_{int(time.time() * 1e6) % 1_000_000:06d}"
+    path = Path(root) / f"session_{stamp}_{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=False, mode=0o700)
+    (path / "logs").mkdir()
+    (path / PROCS_DIR_NAME).mkdir()
+    return path
+
+
+def write_json_atomic(path: Path, value: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
+def launch(session_dir: Path, name: str, role: str, argv: list[str], *, env: dict | None = None) -> LaunchedProcess:
+    log_path = session_dir / "logs" / f"{name}.log"
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True, close_fds=True,
+                                 env=dict(env or os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        create_time = psutil.Process(popen.pid).create_time()
+    except psutil.Error:
+        create_time = None
+    process = LaunchedProcess(name, role, popen.pid, create_time, log_path, popen)
+    procs = session_dir / PROCS_DIR_NAME
+    procs.mkdir(exist_ok=True)
+    write_json_atomic(procs / f"{name}.json", process.record())
+    return process
+
+
+def wait_ready(process: LaunchedProcess, ready_path: Path, timeout_s: float = START_TIMEOUT_S) -> dict:
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        if ready_path.exists():
+            try:
+                return json.loads(ready_path.read_text())
+            except ValueError:
+                pass  # written by rename: only an old partial read; retry
+        if not process.alive():
+            raise ConfigurationError(f"{process.name} exited before serving; {process.log_path}:\n"
+                                     f"{process.log_tail()}")
+        if time.monotonic() > deadline_s:
+            raise ConfigurationError(f"{process.name} did not write {ready_path} within {timeout_s:.0f} s; "
+                                     f"see {process.log_path}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def start_scheduler(session_dir: Path, control_address: str, *, host: str = "127.0.0.1", port: int = 0,
+                    heartbeat_interval_ms: int = 100, node_timeout_ms: int = 1000,
+                    tls: tuple[str, str] | None = None) -> tuple[LaunchedProcess, str]:
+    argv = [sys.executable, "-m", "lineagerun.scheduler", "--session-dir", str(session_dir),
+            "--control-store", control_address, "--token-file", str(session_dir / TOKEN_FILE_NAME),
+            "--host", host, "--port", str(port), "--heartbeat-interval-ms", str(heartbeat_interval_ms),
+            "--node-timeout-ms", str(node_timeout_ms)]
+    if tls is not None:
+        argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+    (session_dir / "scheduler" / "ready.json").unlink(missing_ok=True)
+    process = launch(session_dir, "scheduler", "scheduler", argv)
+    ready = wait_ready(process, session_dir / "scheduler" / "ready.json")
+    return process, ready["address"]
+
+
+def node_argv(session_dir: Path, control_address: str, scheduler_address: str, node_id_hex: str, *,
+              num_cpus: float, num_gpus: float = 0, resources: dict | None = None,
+              object_store_memory: int | None = None, host: str = "127.0.0.1", port: int = 0,
+              heartbeat_interval_ms: int = 100, tls: tuple[str, str] | None = None,
+              token_file: Path | None = None, extra: list[str] | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "lineagerun.node", "--session-dir", str(session_dir),
+            "--control-store", control_address, "--token-file", str(token_file or session_dir / TOKEN_FILE_NAME),
+            "--num-cpus", str(num_cpus), "--node-id", node_id_hex, "--host", host, "--port", str(port),
+            "--global-scheduler", scheduler_address, "--heartbeat-interval-ms", str(heartbeat_interval_ms)]
+    if num_gpus:
+        argv += ["--num-gpus", str(num_gpus)]
+    if resources:
+        argv += ["--resources", json.dumps(resources)]
+    if object_store_memory:
+        argv += ["--object-store-memory", str(object_store_memory)]
+    if tls is not None:
+        argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+    return argv + list(extra or [])
+
+
+def start_node(session_dir: Path, control_address: str, scheduler_address: str, **node_args
+               ) -> tuple[LaunchedProcess, dict]:
+    node_id_hex = os.urandom(28).hex()
+    argv = node_argv(session_dir, control_address, scheduler_address, node_id_hex, **node_args)
+    process = launch(session_dir, f"node-{node_id_hex[:16]}", "node", argv)
+    ready = wait_ready(process, session_dir / "nodes" / node_id_hex / "ready.json")
+    return process, ready
+
+
+def signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def stop_process(process: LaunchedProcess, *, force: bool = False, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop a process and its process group (it was started as a session leader)."""
+    if process.alive():
+        signal_group(process.pid, signal.SIGKILL if force else signal.SIGTERM)
+        deadline_s = time.monotonic() + grace_s
+        while process.alive() and time.monotonic() < deadline_s:
+            time.sleep(POLL_INTERVAL_S)
+    # Anything left of the group (workers of a node manager that was killed).
+    if recorded_alive(process.pid, process.create_time) or process.popen is not None:
+        signal_group(process.pid, signal.SIGKILL)
+    if process.popen is not None:
+        try:
+            process.popen.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    _kill_leftover_group(process.pid)
+
+
+def _kill_leftover_group(pgid: int) -> None:
+    """Workers of a SIGKILLed node manager are in its process group even
+    after it is gone; the group id is ours as long as any member lives."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def recorded_processes(session_dir: Path) -> list[LaunchedProcess]:
+    processes = []
+    for path in sorted((session_dir / PROCS_DIR_NAME).glob("*.json")):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        processes.append(LaunchedProcess(entry["name"], entry["role"], entry["pid"], entry.get("create_time"),
+                                         Path(entry.get("log", ""))))
+    return processes
+
+
+def cleanup_node_store(session_dir: Path, node_id_hex: str) -> None:
+    """Remove the shared-memory files of a node that could not clean up (killed)."""
+    from lineagerun.objects.store import cleanup_session
+
+    try:
+        ready = json.loads((session_dir / "nodes" / node_id_hex / "ready.json").read_text())
+    except (OSError, ValueError):
+        return
+    if ready.get("store_session_id"):
+        cleanup_session(ready["store_session_id"])
+
+
+def read_head(session_dir: Path) -> dict:
+    try:
+        return json.loads((session_dir / HEAD_FILE_NAME).read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(f"{session_dir} is not a cluster session (no {HEAD_FILE_NAME})") from None
+
+
+def cluster_sessions(root: str | None = None) -> list[Path]:
+    """Session directories of clusters started with ``start --head`` or
+    ``Cluster``, newest first."""
+    root = root or SESSION_ROOT
+    sessions = [p.parent for p in Path(root).glob(f"session_*/{HEAD_FILE_NAME}")]
+    return sorted(sessions, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def scheduler_view(address: str, token: str, *, root_cert: bytes | None = None) -> list:
+    """Every node the global scheduler knows (``NodeStatus``), from a
+    synchronous caller (not from inside an event loop)."""
+    import asyncio
+
+    from lineagerun.scheduler.client import GlobalSchedulerClient
+
+    async def ask():
+        async with GlobalSchedulerClient(address, token, root_cert=root_cert) as client:
+            return await client.cluster_view(include_dead=True)
+
+    return asyncio.run(ask())
