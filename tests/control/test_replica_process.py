@@ -169,10 +169,17 @@ class ReplicaClient:
         self.channel.close()
 
     def call(self, method: str, request, timeout_s: float = 5):
-        try:
-            return getattr(self.stub, method)(request, timeout=timeout_s)
-        except grpc.RpcError as err:
-            raise errors.from_rpc_error(err, what=method) from None
+        # Like the real client, retry UNAVAILABLE for a moment: a replica
+        # refuses client calls until it has learned the shard count.
+        deadline_s = time.monotonic() + timeout_s
+        while True:
+            try:
+                return getattr(self.stub, method)(request, timeout=timeout_s)
+            except grpc.RpcError as err:
+                error = errors.from_rpc_error(err, what=method)
+                if error.code != "UNAVAILABLE" or "shard count" not in str(error) or time.monotonic() > deadline_s:
+                    raise error from None
+                time.sleep(0.05)
 
     def status(self) -> control_store_pb2.ReplicaStatus:
         return self.call("Status", control_store_pb2.ReplicaStatusRequest())

@@ -343,10 +343,16 @@ def _raw_call(address: str, token: str, method: str, payload: bytes):
     with make_channel(address, token) as channel:
         call = channel.unary_unary(f"/lineagerun.rpc.ControlStoreReplica/{method}",
                                    request_serializer=None, response_deserializer=None)
-        try:
-            return call(payload, timeout=5)
-        except grpc.RpcError as err:
-            return from_rpc_error(err)
+        deadline_s = time.monotonic() + 5
+        while True:
+            try:
+                return call(payload, timeout=5)
+            except grpc.RpcError as err:
+                error = from_rpc_error(err)
+            # A fresh replica refuses client calls until it knows the shard count.
+            if error.code != "UNAVAILABLE" or "shard count" not in str(error) or time.monotonic() > deadline_s:
+                return error
+            time.sleep(0.05)
 
 
 @needs_processes

@@ -63,7 +63,7 @@ async def _serve(args, token: str, cluster_id: str) -> int:
         settings = ReplicaSettings(
             shard=args.shard, replica_id=args.replica_id, address=address, cluster_id=cluster_id,
             heartbeat_interval_ms=args.heartbeat_interval_ms, log_retention_entries=args.log_retention_entries,
-            max_key_bytes=args.max_key_bytes, max_value_bytes=args.max_value_bytes)
+            max_key_bytes=args.max_key_bytes, max_value_bytes=args.max_value_bytes, require_shard_count=True)
         core = ReplicaCore(settings, storage, now_ms())
         service = ReplicaService(core, storage, directory=args.dir, coordinator_address=args.coordinator,
                                  token=token)

@@ -245,8 +245,13 @@ class ReplicaCore:
         effects.extend(self._release_waiting())
         return effects
 
+    def _shard_count_refusal(self) -> RpcError | None:
+        if self.settings.require_shard_count and not self.num_shards:
+            return UnavailableError(f"replica {self.me} has not learned the shard count yet; retry")
+        return None
+
     def _write_refusal(self, req: control_store_pb2.WriteRequest) -> RpcError | None:
-        error = validate_write(req, self.settings, self.num_shards)
+        error = validate_write(req, self.settings, self.num_shards) or self._shard_count_refusal()
         if error is not None:
             return error
         if self.config is None or self.epoch == 0:
@@ -330,7 +335,8 @@ class ReplicaCore:
 
     def _on_read(self, ev: ReadArrived) -> list[Effect]:
         req = ev.request
-        error = validate_read(req, self.settings, self.num_shards) or self.read_refusal(req.min_epoch, ev.now_ms)
+        error = (validate_read(req, self.settings, self.num_shards) or self._shard_count_refusal()
+                 or self.read_refusal(req.min_epoch, ev.now_ms))
         if error is not None:
             return [FailCall(ev.call_id, error)]
         if any(key in self.uncommitted_keys for key in req.keys):

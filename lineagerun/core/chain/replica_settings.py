@@ -20,3 +20,7 @@ class ReplicaSettings:
     send_window_entries: int = 10_000    # unacked entries in flight per link
     resend_after_ms: int = 1_000         # no ack progress: rewind and resend
     join_timeout_ms: int = 2_000
+    # The process learns the shard count from the coordinator just after it
+    # joins; until then it cannot check key routing, so it refuses client
+    # calls (retriable) rather than accept a misrouted key.
+    require_shard_count: bool = False
