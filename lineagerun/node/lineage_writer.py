@@ -17,6 +17,7 @@ synchronous) so the event loop never blocks on the control store:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 # Ops of one batch: below the control store's 10,000 ops per shard request,
 # so a batch never needs splitting by the client.
 BATCH_OPS_MAX = 4_000
+# Best-effort batches are kept small and yield to waited-for writes: a large
+# batch of attempt/object records occupies the control store's chain for tens
+# of milliseconds, and a task spec written behind it waits that long.
+LATER_BATCH_OPS_MAX = 500
+LATER_YIELD_S = 0.002
 # Pending best-effort records; beyond it new ones are dropped (and counted)
 # rather than growing memory without bound while the control store is down.
 LATER_PENDING_MAX = 200_000
@@ -97,7 +103,9 @@ class LineageWriter:
         loop = asyncio.get_running_loop()
         try:
             while self._later:
-                items = list(self._later.items())[:BATCH_OPS_MAX]
+                if self._now_busy:
+                    await asyncio.sleep(LATER_YIELD_S)
+                items = list(itertools.islice(self._later.items(), LATER_BATCH_OPS_MAX))
                 for key, _ in items:
                     del self._later[key]
                 ops = [PutOp(k, v) if v is not None else DeleteOp(k) for k, v in items]

@@ -492,7 +492,8 @@ def _entry(seq, client, client_seq, *mutations, acked_below=0, epoch=1):
                        mutations=[pb.Mutation(key=k, value=v or b"", deleted=v is None) for k, v in mutations])
 
 
-def test_storage_contract_is_the_same_for_rocksdb_and_memory(storage):
+def test_storage_contract_is_the_same_for_rocksdb_and_memory(storage, monkeypatch):
+    monkeypatch.setattr("lineagerun.core.chain.replica_storage.DEDUP_GC_EVERY_REQUESTS", 1)
     from lineagerun.core.chain.replica_events import Persist
     storage.apply(Persist(entries=(_entry(1, "c", 1, (b"a/1", b"x"), (b"a/2", b"y")),
                                    _entry(2, "c", 2, (b"a/1", None), (b"b", b"z"), acked_below=2)),

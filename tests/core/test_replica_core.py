@@ -169,7 +169,9 @@ def test_retry_while_the_original_is_in_flight_waits_for_its_commit():
     assert r.log("b") == [(1, "cl", 1)]
 
 
-def test_a_copy_of_a_request_the_client_already_acknowledged_is_refused():
+def test_a_copy_of_a_request_the_client_already_acknowledged_is_refused(monkeypatch):
+    # Forget dedup records at every request, so the floor is exact.
+    monkeypatch.setattr("lineagerun.core.chain.replica_storage.DEDUP_GC_EVERY_REQUESTS", 1)
     r = chain_of(["a"])
     r.write("a", 1, write("cl", 1, put(b"k", b"1")))
     r.write("a", 2, write("cl", 2, put(b"k", b"2"), acked_below=2))
@@ -432,3 +434,31 @@ def test_restart_recovers_applied_state_from_storage():
     assert isinstance(r.read("a", 1, b"k1"), ReplyRead)
     r.write("a", 2, write("f", 1, put(b"k1", b"again")))
     assert r.replies[2].reply.seq == 1                    # dedup survived the restart
+
+
+def test_acknowledged_dedup_records_are_dropped_only_every_gc_step():
+    """A delete_range per write leaves a range tombstone per write that every
+    RocksDB lookup must consult; records are dropped every
+    DEDUP_GC_EVERY_REQUESTS requests instead, and a late copy of a request
+    whose record remains is answered from it, not applied again."""
+    from lineagerun.core.chain.replica_storage import DEDUP_GC_EVERY_REQUESTS, write_entry
+    from lineagerun.rpc import control_store_pb2
+
+    class Recorder:
+        def __init__(self):
+            self.ranges = 0
+
+        def put(self, key, value):
+            pass
+
+        def delete(self, key):
+            pass
+
+        def delete_range(self, low, high):
+            self.ranges += 1
+
+    ops = Recorder()
+    for seq in range(1, 2 * DEDUP_GC_EVERY_REQUESTS + 1):
+        write_entry(ops, control_store_pb2.LogEntry(seq=seq, epoch=1, client_id="c", client_seq=seq,
+                                                    client_acked_below=seq))
+    assert ops.ranges == 2

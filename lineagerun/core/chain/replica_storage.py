@@ -29,6 +29,9 @@ META_APPLIED = b"m/applied"
 META_LOG_BASE = b"m/log_base"
 META_SNAPSHOT_IN_PROGRESS = b"m/snapshot_in_progress"
 
+# See write_entry: how often a client's acknowledged dedup records are dropped.
+DEDUP_GC_EVERY_REQUESTS = 256
+
 # Snapshots carry the state a head needs: data and dedup records.
 SNAPSHOT_PREFIXES = (DATA_PREFIX, DEDUP_PREFIX)
 
@@ -110,7 +113,13 @@ def write_entry(ops: WriteOps, entry: control_store_pb2.LogEntry) -> None:
     if entry.client_id:
         record = control_store_pb2.LogEntry(seq=entry.seq, epoch=entry.epoch, results=entry.results)
         ops.put(dedup_key(entry.client_id, entry.client_seq), record.SerializeToString())
-        if entry.client_acked_below > 1:
+        # Forget acknowledged dedup records only every DEDUP_GC_EVERY_REQUESTS
+        # requests of a client: every delete_range leaves a range tombstone
+        # that RocksDB point lookups must consult until compaction, and one
+        # per write made dedup lookups (and so every write) slower and slower.
+        # Records between the stored floor and client_acked_below stay and
+        # answer late copies from the record, which is just as safe.
+        if entry.client_acked_below > 1 and entry.client_seq % DEDUP_GC_EVERY_REQUESTS == 0:
             ops.delete_range(dedup_key(entry.client_id, 0), dedup_key(entry.client_id, entry.client_acked_below))
             ops.put(dedup_key(entry.client_id, 0), entry.client_acked_below.to_bytes(8, "big"))
     ops.put(log_key(entry.seq), entry.SerializeToString())
