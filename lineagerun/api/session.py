@@ -102,21 +102,6 @@ def _new_session_dir() -> Path:
     return path
 
 
-def _node_command(session_dir: Path, control_address: str, token_file: Path, node_id_hex: str, *,
-                  num_cpus: int, num_gpus: float | None, resources: dict | None,
-                  object_store_memory: int | None) -> list[str]:
-    argv = [sys.executable, "-m", "lineagerun.node", "--session-dir", str(session_dir),
-            "--control-store", control_address, "--token-file", str(token_file),
-            "--num-cpus", str(num_cpus), "--node-id", node_id_hex, "--host", "127.0.0.1", "--port", "0"]
-    if num_gpus:
-        argv += ["--num-gpus", str(num_gpus)]
-    if resources:
-        argv += ["--resources", json.dumps(resources)]
-    if object_store_memory:
-        argv += ["--object-store-memory", str(object_store_memory)]
-    return argv
-
-
 def _wait_coordinator(cluster, starter: threading.Thread, deadline_s: float) -> str:
     while True:
         coordinator = cluster.coordinator
@@ -160,6 +145,7 @@ def _wait_node_ready(process: subprocess.Popen, ready_path: Path, log_path: Path
 def start_embedded_cluster(*, num_cpus: int | None, num_gpus: float | None, resources: dict | None,
                            object_store_memory: int | None) -> EmbeddedCluster:
     from lineagerun.control.cluster import ControlStoreCluster
+    from lineagerun.node.launcher import node_argv
     from lineagerun.transport.auth import new_token, write_token_file
 
     session_dir = _new_session_dir()
@@ -186,9 +172,10 @@ def start_embedded_cluster(*, num_cpus: int | None, num_gpus: float | None, reso
         # the replicas do (its client retries until the chains serve).
         control_address = _wait_coordinator(control_store, starter, deadline_s)
         node_id_hex = os.urandom(28).hex()
-        argv = _node_command(session_dir, control_address, token_file, node_id_hex,
-                             num_cpus=num_cpus if num_cpus is not None else _default_num_cpus(),
-                             num_gpus=num_gpus, resources=resources, object_store_memory=object_store_memory)
+        argv = node_argv(session_dir, control_address, None, node_id_hex,
+                         num_cpus=num_cpus if num_cpus is not None else _default_num_cpus(),
+                         num_gpus=num_gpus or 0, resources=resources, object_store_memory=object_store_memory,
+                         token_file=token_file)
         log_path = session_dir / "logs" / "node_manager.log"
         with open(log_path, "ab") as log:
             cluster.node_process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,

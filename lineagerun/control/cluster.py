@@ -75,7 +75,7 @@ class ManagedProcess:
     def alive(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        return _recorded_process_alive(self.pid, self.create_time)
+        return recorded_process_alive(self.pid, self.create_time)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
@@ -89,7 +89,7 @@ class ManagedProcess:
                 "argv": self.argv}
 
 
-def _recorded_process_alive(pid: int | None, create_time: float | None) -> bool:
+def recorded_process_alive(pid: int | None, create_time: float | None) -> bool:
     """Whether ``pid`` is still the process we recorded (pids are reused)."""
     if not pid:
         return False

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 
+from lineagerun.control.cluster import recorded_process_alive
 from lineagerun.exceptions import ConfigurationError
 
 # LINEAGERUN_SESSION_ROOT moves every session of the CLI and of Cluster
@@ -57,7 +58,7 @@ class LaunchedProcess:
     def alive(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        return recorded_alive(self.pid, self.create_time)
+        return recorded_process_alive(self.pid, self.create_time)
 
     def record(self) -> dict:
         return {"name": self.name, "role": self.role, "pid": self.pid, "create_time": self.create_time,
@@ -68,19 +69,6 @@ class LaunchedProcess:
             return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
         except OSError:
             return ""
-
-
-def recorded_alive(pid: int | None, create_time: float | None) -> bool:
-    """Whether ``pid`` is still the process that was recorded."""
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
-            return False
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def new_session_dir(root: str | None = None) -> Path:
@@ -148,7 +136,7 @@ def start_scheduler(session_dir: Path, control_address: str, *, host: str = "127
     return process, ready["address"]
 
 
-def node_argv(session_dir: Path, control_address: str, scheduler_address: str, node_id_hex: str, *,
+def node_argv(session_dir: Path, control_address: str, scheduler_address: str | None, node_id_hex: str, *,
               num_cpus: float, num_gpus: float = 0, resources: dict | None = None,
               object_store_memory: int | None = None, host: str = "127.0.0.1", port: int = 0,
               heartbeat_interval_ms: int = 100, tls: tuple[str, str] | None = None,
@@ -156,7 +144,9 @@ def node_argv(session_dir: Path, control_address: str, scheduler_address: str, n
     argv = [sys.executable, "-m", "lineagerun.node", "--session-dir", str(session_dir),
             "--control-store", control_address, "--token-file", str(token_file or session_dir / TOKEN_FILE_NAME),
             "--num-cpus", str(num_cpus), "--node-id", node_id_hex, "--host", host, "--port", str(port),
-            "--global-scheduler", scheduler_address, "--heartbeat-interval-ms", str(heartbeat_interval_ms)]
+            "--heartbeat-interval-ms", str(heartbeat_interval_ms)]
+    if scheduler_address:  # None: a single-node cluster, which has no global scheduler
+        argv += ["--global-scheduler", scheduler_address]
     if num_gpus:
         argv += ["--num-gpus", str(num_gpus)]
     if resources:
@@ -197,7 +187,7 @@ def stop_process(process: LaunchedProcess, *, force: bool = False, grace_s: floa
         while process.alive() and time.monotonic() < deadline_s:
             time.sleep(POLL_INTERVAL_S)
     # Anything left of the group (workers of a node manager that was killed).
-    if recorded_alive(process.pid, process.create_time) or process.popen is not None:
+    if recorded_process_alive(process.pid, process.create_time) or process.popen is not None:
         signal_group(process.pid, signal.SIGKILL)
     if process.popen is not None:
         try:
