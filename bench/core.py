@@ -1,6 +1,6 @@
 """Core API benchmark: lineagerun, and Ray in the same run when it is importable.
 
-    .venv/bin/python bench/core.py [--repeats 3] [--tasks 3000] [--no-ray]
+    .venv/bin/python bench/core.py [--repeats 3] [--tasks 3000] [--no-ray] [--only tasks,actors,small,large]
 
 Workloads (issue 3 "Speed"): init() time, single-task round trip
 (``get(f.remote())``), 3,000 no-op tasks submitted then fetched, actor call
@@ -90,7 +90,12 @@ def _large_array(api, repeats: int) -> tuple[float, float]:
     return statistics.median(put_rates), statistics.median(get_rates)
 
 
-def run_workloads(api, *, repeats: int, tasks: int) -> dict[str, float]:
+# Groups of rows --only can select (init() is always measured).
+GROUPS = {"tasks": ("task_rtt_ms", "tasks_per_s"), "actors": ("actor_rtt_ms", "actor_calls_per_s"),
+          "small": ("puts_per_s", "gets_per_s"), "large": ("large_put_gb_s", "large_get_gb_s")}
+
+
+def run_workloads(api, *, repeats: int, tasks: int, only: frozenset[str] = frozenset(GROUPS)) -> dict[str, float]:
     results: dict[str, float] = {}
     init_kwargs = {"num_cpus": os.cpu_count() or 2}
     if api.__name__ == "ray":
@@ -109,14 +114,18 @@ def run_workloads(api, *, repeats: int, tasks: int) -> dict[str, float]:
                 return None
 
         api.get([noop.remote() for _ in range(50)])  # warm the worker pool
-        results["task_rtt_ms"] = _round_trip_ms(api, noop.remote)
-        results["tasks_per_s"] = _rate(api, noop.remote, tasks, repeats)
-        actor = Actor.remote()
-        api.get(actor.noop.remote())
-        results["actor_rtt_ms"] = _round_trip_ms(api, actor.noop.remote)
-        results["actor_calls_per_s"] = _rate(api, actor.noop.remote, tasks, repeats)
-        results["puts_per_s"], results["gets_per_s"] = _small_objects(api, repeats)
-        results["large_put_gb_s"], results["large_get_gb_s"] = _large_array(api, repeats)
+        if "tasks" in only:
+            results["task_rtt_ms"] = _round_trip_ms(api, noop.remote)
+            results["tasks_per_s"] = _rate(api, noop.remote, tasks, repeats)
+        if "actors" in only:
+            actor = Actor.remote()
+            api.get(actor.noop.remote())
+            results["actor_rtt_ms"] = _round_trip_ms(api, actor.noop.remote)
+            results["actor_calls_per_s"] = _rate(api, actor.noop.remote, tasks, repeats)
+        if "small" in only:
+            results["puts_per_s"], results["gets_per_s"] = _small_objects(api, repeats)
+        if "large" in only:
+            results["large_put_gb_s"], results["large_get_gb_s"] = _large_array(api, repeats)
     finally:
         api.shutdown()
     return results
@@ -156,11 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--no-ray", action="store_true", help="skip Ray even if it is installed")
+    parser.add_argument("--only", default=",".join(GROUPS),
+                        help=f"comma-separated workload groups to run, of {', '.join(GROUPS)} (default: all)")
     args = parser.parse_args(argv)
+    only = frozenset(g.strip() for g in args.only.split(",") if g.strip())
+    if not only or only - set(GROUPS):
+        parser.error(f"--only takes groups of {', '.join(GROUPS)}; got {args.only!r}")
 
     import lineagerun
 
-    ours = run_workloads(lineagerun, repeats=args.repeats, tasks=args.tasks)
+    ours = run_workloads(lineagerun, repeats=args.repeats, tasks=args.tasks, only=only)
     ray_results, ray_version = None, None
     if not args.no_ray:
         try:
@@ -169,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             print("ray is not importable: lineagerun only", file=sys.stderr)
         else:
             ray_version = getattr(ray, "__version__", "")
-            ray_results = run_workloads(ray, repeats=args.repeats, tasks=args.tasks)
+            ray_results = run_workloads(ray, repeats=args.repeats, tasks=args.tasks, only=only)
     print_table(ours, ray_results, ray_version)
     return 0
 

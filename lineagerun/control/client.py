@@ -236,6 +236,20 @@ class ControlStoreClient:
         """Apply ``ops`` in order. Ops of one shard are applied atomically
         (one log entry); a batch spanning shards is atomic per shard only.
         Returns one ``OpResult`` per op, in order."""
+        wire_ops, by_shard = self._prepare_write(ops)
+        results: list[OpResult | None] = [None] * len(wire_ops)
+
+        def run(shard: int) -> None:
+            indexes = by_shard[shard]
+            for index, result in zip(indexes, self._write_shard(shard, [wire_ops[i][1] for i in indexes])):
+                results[index] = _result(result)
+
+        self._fan_out(run, list(by_shard))
+        return results
+
+    def _prepare_write(self, ops: Sequence[Op]) -> tuple[list, dict[int, list[int]]]:
+        """The ops on the wire and their indexes per shard; typed errors for
+        bad input, before anything is sent."""
         self._check_open()
         wire_ops = [_to_wire(op) for op in ops]
         by_shard: dict[int, list[int]] = {}
@@ -252,18 +266,16 @@ class ControlStoreClient:
                 raise ValueTooLargeError(
                     f"batch carries {size_bytes} bytes for shard {shard}; one request is limited to "
                     f"{WRITE_REQUEST_BYTES_MAX} bytes: split the batch")
-        results: list[OpResult | None] = [None] * len(wire_ops)
+        return wire_ops, by_shard
 
-        def run(shard: int) -> None:
-            indexes = by_shard[shard]
-            for index, result in zip(indexes, self._write_shard(shard, [wire_ops[i][1] for i in indexes])):
-                results[index] = _result(result)
-
-        self._fan_out(run, list(by_shard))
-        return results
-
-    def _write_shard(self, shard: int, ops: list[control_store_pb2.Op]) -> list[control_store_pb2.OpResult]:
-        client_seq, acked_below = self._begin_request()
+    def _write_shard(self, shard: int, ops: list[control_store_pb2.Op],
+                     begun: tuple[int, int] | None = None) -> list[control_store_pb2.OpResult]:
+        """``begun``: a (client_seq, acked_below) from ``_begin_request``
+        that an earlier attempt (``client_aio``) was sent with, so a retry is
+        deduplicated against it; its caller ends it. Without it, this call
+        begins and ends its own."""
+        own = begun is None
+        client_seq, acked_below = self._begin_request() if own else begun
         try:
             def attempt(remaining_s: float) -> list[control_store_pb2.OpResult]:
                 route, version = self._route(shard)
@@ -281,7 +293,8 @@ class ControlStoreClient:
 
             return self._retry(attempt, f"write to shard {shard}")
         finally:
-            self._end_request(client_seq)
+            if own:
+                self._end_request(client_seq)
 
     def _begin_request(self) -> tuple[int, int]:
         with self._seq_lock:

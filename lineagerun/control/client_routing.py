@@ -181,6 +181,23 @@ class ConfigCache:
                 refresh_config=True)
         return ShardRoute(shard, chain.epoch, chain.chain[0].address, chain.chain[-1].address), config.version
 
+    def cached_route(self, shard: int) -> ShardRoute | None:
+        """The head/tail of ``shard`` from the cached configuration, or None
+        (no configuration yet, or no formed chain): never does I/O."""
+        with self._lock:
+            config = self._config
+        if config is None or shard >= len(config.shards) or not config.shards[shard].chain:
+            return None
+        chain = config.shards[shard]
+        return ShardRoute(shard, chain.epoch, chain.chain[0].address, chain.chain[-1].address)
+
+    def dial_address(self, address: str) -> str:
+        """Where to dial the replica advertised at ``address``."""
+        return self._address_map(address) if self._address_map is not None else address
+
+    def token(self) -> str | None:
+        return self._token
+
     # ---------------------------------------------------------- channels
 
     def replica(self, address: str) -> control_store_pb2_grpc.ControlStoreReplicaStub:

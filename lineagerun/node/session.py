@@ -14,6 +14,12 @@ from lineagerun.rpc import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+# Messages queued for one client sent as one NodeMessage.batch at most (only
+# to clients whose Register says accepts_batches).
+OUT_BATCH_MAX = 256
+# A session's reader lets the loop turn after this many messages.
+READ_YIELD_EVERY = 4
+
 
 @dataclass(eq=False)
 class Session:
@@ -30,6 +36,7 @@ class Session:
     # A peer (another node manager) cannot map this node's shared-memory
     # files: objects in the store are sent to it as a location, this address.
     location_address: str = ""
+    accepts_batches: bool = False  # Register.accepts_batches
 
     @property
     def is_worker(self) -> bool:
@@ -81,6 +88,12 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
                 message = await session.out.get()
                 if message is None:
                     break
+                if session.accepts_batches and not session.out.empty():
+                    message, end = _take_batch(message, session.out)
+                    await context.write(message)
+                    if end:
+                        break
+                    continue
                 await context.write(message)
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
@@ -91,14 +104,40 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
 
     async def _read(self, session: Session, request_iterator) -> None:
         try:
+            handled = 0
             async for message in request_iterator:
-                try:
-                    self.manager.handle_message(session, message)
-                except Exception:  # noqa: BLE001 - one bad message must not end the node
-                    log.exception("handling a %s message failed", message.WhichOneof("kind"))
+                handled += 1
+                if handled % READ_YIELD_EVERY == 0:
+                    # Buffered messages are read without a loop turn; without
+                    # this, a burst of submissions starves the completions
+                    # (spec writes, other sessions) queued behind it.
+                    await asyncio.sleep(0)
+                kind = message.WhichOneof("kind")
+                if kind == "register" and message.register.accepts_batches:
+                    session.accepts_batches = True
+                for one in (message.batch.messages if kind == "batch" else (message,)):
+                    try:
+                        self.manager.handle_message(session, one)
+                    except Exception:  # noqa: BLE001 - one bad message must not end the node
+                        log.exception("handling a %s message failed", one.WhichOneof("kind"))
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
         except Exception:  # noqa: BLE001
             log.exception("session %d reader failed", session.serial)
         finally:
             session.close()
+
+
+def _take_batch(first: node_pb2.NodeMessage, out: asyncio.Queue) -> tuple[node_pb2.NodeMessage, bool]:
+    """``first`` and what is queued behind it as one message; True: the
+    session's end (None) was among them."""
+    batch = node_pb2.NodeMessages()
+    batch.messages.append(first)
+    end = False
+    while not out.empty() and len(batch.messages) < OUT_BATCH_MAX:
+        message = out.get_nowait()
+        if message is None:
+            end = True
+            break
+        batch.messages.append(message)
+    return node_pb2.NodeMessage(batch=batch), end

@@ -365,7 +365,7 @@ class NodeRecord(_message.Message):
     def __init__(self, node_id: _Optional[bytes] = ..., address: _Optional[str] = ..., object_manager_address: _Optional[str] = ..., resources_total: _Optional[_Mapping[str, int]] = ..., alive: _Optional[bool] = ..., heartbeat_ms: _Optional[int] = ..., incarnation: _Optional[int] = ..., started_ms: _Optional[int] = ..., died_ms: _Optional[int] = ..., death_reason: _Optional[str] = ...) -> None: ...
 
 class EventRecord(_message.Message):
-    __slots__ = ("kind", "time_ms", "event_id", "job_id", "task_id", "object_id", "actor_id", "node_id", "worker_id", "attempt_number", "detail", "duration_ms")
+    __slots__ = ("kind", "time_ms", "event_id", "job_id", "task_id", "object_id", "actor_id", "node_id", "worker_id", "attempt_number", "detail", "duration_ms", "count")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -378,6 +378,7 @@ class EventRecord(_message.Message):
     ATTEMPT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
     kind: EventKind
     time_ms: int
     event_id: bytes
@@ -390,4 +391,5 @@ class EventRecord(_message.Message):
     attempt_number: int
     detail: str
     duration_ms: int
-    def __init__(self, kind: _Optional[_Union[EventKind, str]] = ..., time_ms: _Optional[int] = ..., event_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., task_id: _Optional[bytes] = ..., object_id: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., node_id: _Optional[bytes] = ..., worker_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., detail: _Optional[str] = ..., duration_ms: _Optional[int] = ...) -> None: ...
+    count: int
+    def __init__(self, kind: _Optional[_Union[EventKind, str]] = ..., time_ms: _Optional[int] = ..., event_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., task_id: _Optional[bytes] = ..., object_id: _Optional[bytes] = ..., actor_id: _Optional[bytes] = ..., node_id: _Optional[bytes] = ..., worker_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., detail: _Optional[str] = ..., duration_ms: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...

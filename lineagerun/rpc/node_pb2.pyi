@@ -35,7 +35,7 @@ class ObjectResult(_message.Message):
     def __init__(self, object_id: _Optional[bytes] = ..., payload: _Optional[_Union[ObjectPayload, _Mapping]] = ..., error_kind: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("worker_id", "pid", "kind", "job_id", "namespace")
+    __slots__ = ("worker_id", "pid", "kind", "job_id", "namespace", "accepts_batches")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Register.Kind]
@@ -51,18 +51,36 @@ class Register(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_BATCHES_FIELD_NUMBER: _ClassVar[int]
     worker_id: bytes
     pid: int
     kind: Register.Kind
     job_id: bytes
     namespace: str
-    def __init__(self, worker_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., kind: _Optional[_Union[Register.Kind, str]] = ..., job_id: _Optional[bytes] = ..., namespace: _Optional[str] = ...) -> None: ...
+    accepts_batches: bool
+    def __init__(self, worker_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., kind: _Optional[_Union[Register.Kind, str]] = ..., job_id: _Optional[bytes] = ..., namespace: _Optional[str] = ..., accepts_batches: _Optional[bool] = ...) -> None: ...
+
+class ClientMessages(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ClientMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[ClientMessage, _Mapping]]] = ...) -> None: ...
+
+class NodeMessages(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[NodeMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[NodeMessage, _Mapping]]] = ...) -> None: ...
 
 class SubmitTasks(_message.Message):
-    __slots__ = ("specs",)
+    __slots__ = ("specs", "actor_calls_resent", "actor_restart")
     SPECS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_CALLS_RESENT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_RESTART_FIELD_NUMBER: _ClassVar[int]
     specs: _containers.RepeatedCompositeFieldContainer[_lineage_pb2.TaskSpec]
-    def __init__(self, specs: _Optional[_Iterable[_Union[_lineage_pb2.TaskSpec, _Mapping]]] = ...) -> None: ...
+    actor_calls_resent: bool
+    actor_restart: bool
+    def __init__(self, specs: _Optional[_Iterable[_Union[_lineage_pb2.TaskSpec, _Mapping]]] = ..., actor_calls_resent: _Optional[bool] = ..., actor_restart: _Optional[bool] = ...) -> None: ...
 
 class ExportFunction(_message.Message):
     __slots__ = ("function",)
@@ -159,7 +177,7 @@ class ReleaseObjects(_message.Message):
     def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ClientMessage(_message.Message):
-    __slots__ = ("register", "submit_tasks", "export_function", "get_objects", "wait_objects", "put_object", "task_finished", "cancel_task", "kill_actor", "get_actor", "cluster_info", "release_objects")
+    __slots__ = ("register", "submit_tasks", "export_function", "get_objects", "wait_objects", "put_object", "task_finished", "cancel_task", "kill_actor", "get_actor", "cluster_info", "release_objects", "batch")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     SUBMIT_TASKS_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FUNCTION_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +190,7 @@ class ClientMessage(_message.Message):
     GET_ACTOR_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_INFO_FIELD_NUMBER: _ClassVar[int]
     RELEASE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     register: Register
     submit_tasks: SubmitTasks
     export_function: ExportFunction
@@ -184,7 +203,8 @@ class ClientMessage(_message.Message):
     get_actor: GetActorRequest
     cluster_info: ClusterInfoRequest
     release_objects: ReleaseObjects
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., submit_tasks: _Optional[_Union[SubmitTasks, _Mapping]] = ..., export_function: _Optional[_Union[ExportFunction, _Mapping]] = ..., get_objects: _Optional[_Union[GetObjects, _Mapping]] = ..., wait_objects: _Optional[_Union[WaitObjects, _Mapping]] = ..., put_object: _Optional[_Union[PutObject, _Mapping]] = ..., task_finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., cancel_task: _Optional[_Union[CancelTask, _Mapping]] = ..., kill_actor: _Optional[_Union[KillActor, _Mapping]] = ..., get_actor: _Optional[_Union[GetActorRequest, _Mapping]] = ..., cluster_info: _Optional[_Union[ClusterInfoRequest, _Mapping]] = ..., release_objects: _Optional[_Union[ReleaseObjects, _Mapping]] = ...) -> None: ...
+    batch: ClientMessages
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., submit_tasks: _Optional[_Union[SubmitTasks, _Mapping]] = ..., export_function: _Optional[_Union[ExportFunction, _Mapping]] = ..., get_objects: _Optional[_Union[GetObjects, _Mapping]] = ..., wait_objects: _Optional[_Union[WaitObjects, _Mapping]] = ..., put_object: _Optional[_Union[PutObject, _Mapping]] = ..., task_finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., cancel_task: _Optional[_Union[CancelTask, _Mapping]] = ..., kill_actor: _Optional[_Union[KillActor, _Mapping]] = ..., get_actor: _Optional[_Union[GetActorRequest, _Mapping]] = ..., cluster_info: _Optional[_Union[ClusterInfoRequest, _Mapping]] = ..., release_objects: _Optional[_Union[ReleaseObjects, _Mapping]] = ..., batch: _Optional[_Union[ClientMessages, _Mapping]] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("node_id", "job_id", "session_dir", "store_session_id", "inline_object_max_bytes", "control_store_address")
@@ -311,7 +331,7 @@ class RequestError(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., error_kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class NodeMessage(_message.Message):
-    __slots__ = ("registered", "execute_task", "objects_reply", "wait_reply", "actor_info", "cluster_info", "cancel_running", "request_error", "exit")
+    __slots__ = ("registered", "execute_task", "objects_reply", "wait_reply", "actor_info", "cluster_info", "cancel_running", "request_error", "exit", "batch")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     EXECUTE_TASK_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_REPLY_FIELD_NUMBER: _ClassVar[int]
@@ -321,6 +341,7 @@ class NodeMessage(_message.Message):
     CANCEL_RUNNING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ERROR_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     execute_task: ExecuteTask
     objects_reply: ObjectsReply
@@ -330,4 +351,5 @@ class NodeMessage(_message.Message):
     cancel_running: CancelRunning
     request_error: RequestError
     exit: bool
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., execute_task: _Optional[_Union[ExecuteTask, _Mapping]] = ..., objects_reply: _Optional[_Union[ObjectsReply, _Mapping]] = ..., wait_reply: _Optional[_Union[WaitReply, _Mapping]] = ..., actor_info: _Optional[_Union[ActorInfo, _Mapping]] = ..., cluster_info: _Optional[_Union[ClusterInfoReply, _Mapping]] = ..., cancel_running: _Optional[_Union[CancelRunning, _Mapping]] = ..., request_error: _Optional[_Union[RequestError, _Mapping]] = ..., exit: _Optional[bool] = ...) -> None: ...
+    batch: NodeMessages
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., execute_task: _Optional[_Union[ExecuteTask, _Mapping]] = ..., objects_reply: _Optional[_Union[ObjectsReply, _Mapping]] = ..., wait_reply: _Optional[_Union[WaitReply, _Mapping]] = ..., actor_info: _Optional[_Union[ActorInfo, _Mapping]] = ..., cluster_info: _Optional[_Union[ClusterInfoReply, _Mapping]] = ..., cancel_running: _Optional[_Union[CancelRunning, _Mapping]] = ..., request_error: _Optional[_Union[RequestError, _Mapping]] = ..., exit: _Optional[bool] = ..., batch: _Optional[_Union[NodeMessages, _Mapping]] = ...) -> None: ...

@@ -35,6 +35,8 @@ from lineagerun.worker import payloads
 
 # Specs merged into one SubmitTasks message at most: bounds a message's size.
 SUBMIT_BATCH_MAX = 1000
+# TaskFinished messages sent as one ClientMessage.batch at most.
+FINISHED_BATCH_MAX = 256
 # Own small puts kept to answer get() without a round trip (entries).
 LOCAL_OBJECTS_MAX = 10_000
 # Objects released in one ReleaseObjects message at most.
@@ -102,7 +104,7 @@ class CoreWorker:
         stub = node_pb2_grpc.NodeManagerStub(self._channel)
         register = node_pb2.Register(worker_id=self.worker_id.binary(), pid=os.getpid(), kind=self.kind,
                                      job_id=self.job_id.binary() if self.job_id else b"",
-                                     namespace=self.namespace)
+                                     namespace=self.namespace, accepts_batches=True)
         self._send(node_pb2.ClientMessage(register=register))
         responses = stub.Session(self._requests())
         self._reader = threading.Thread(target=self._read, args=(responses,), name="lineagerun-session",
@@ -210,6 +212,8 @@ class CoreWorker:
                     message = self._outbox.popleft()
                     if message.WhichOneof("kind") == "submit_tasks":
                         message = self._merge_submissions(message)
+                    elif message.WhichOneof("kind") == "task_finished" and self._outbox:
+                        message = self._batch_finished(message)
                     return message
                 if self._closing:
                     return None
@@ -225,6 +229,17 @@ class CoreWorker:
                and len(merged.submit_tasks.specs) < SUBMIT_BATCH_MAX):
             merged.submit_tasks.specs.extend(self._outbox.popleft().submit_tasks.specs)
         return merged
+
+    def _batch_finished(self, first: node_pb2.ClientMessage) -> node_pb2.ClientMessage:
+        """Consecutive TaskFinished as one stream message (a pipelined actor's
+        results pile up while the stream writes the previous one)."""
+        batch = node_pb2.ClientMessages(messages=[first])
+        while (self._outbox and self._outbox[0].WhichOneof("kind") == "task_finished"
+               and len(batch.messages) < FINISHED_BATCH_MAX):
+            batch.messages.append(self._outbox.popleft())
+        if len(batch.messages) == 1:
+            return first
+        return node_pb2.ClientMessage(batch=batch)
 
     def _send(self, message: node_pb2.ClientMessage) -> None:
         with self._outbox_cv:
@@ -255,6 +270,10 @@ class CoreWorker:
 
     def _dispatch(self, message: node_pb2.NodeMessage) -> None:
         kind = message.WhichOneof("kind")
+        if kind == "batch":
+            for one in message.batch.messages:
+                self._dispatch(one)
+            return
         if kind == "registered":
             self._registered.set_result(message.registered)
         elif kind in ("objects_reply", "wait_reply", "actor_info", "cluster_info"):
