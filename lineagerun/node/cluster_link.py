@@ -7,8 +7,9 @@ The node manager (server.py) runs one node; this links it to the others:
   ms, so a restarted node is a new incarnation); FENCED stops the node.
 - **node directory**: the ``node/`` table of the control store, read at start
   and then followed by subscription: addresses of peers, and node deaths
-  (copies on a dead node are forgotten; tasks forwarded to it fail with
-  ``NodeDiedError`` until retries on other nodes exist).
+  (copies on a dead node are forgotten and rebuilt from lineage when
+  wanted; tasks forwarded to it are retried elsewhere:
+  reconstruction_driver.py).
 - **routing** (bottom-up): a task submitted here waits until each of its
   by-reference arguments exists somewhere (as Ray's owner resolves
   dependencies before asking for a lease), then ``placement.decide`` keeps
@@ -38,6 +39,7 @@ from lineagerun.node import specs
 from lineagerun.node.object_table import RemoteCopy
 from lineagerun.node.peers import PeerConnection, PeerPool, location_of, location_payload
 from lineagerun.node.placement import FAIL, KEEP, TaskFacts, decide
+from lineagerun.node.reconstruction_driver import ReconstructionDriver
 from lineagerun.node.transfer import ObjectFetcher
 from lineagerun.objects.transfer import ObjectPuller, PayloadInfo, token_channel_factory
 from lineagerun.rpc import lineage_pb2, node_pb2
@@ -92,6 +94,11 @@ class ClusterLink:
                                      read_record=self._read_record, address_of=self.address_of,
                                      node_of=self.node_of, still_wanted=self._still_wanted,
                                      on_known=self._object_known)
+        manager.objects.args_in_use = self._args_in_use  # pulled copies of these stay pinned
+        self.reconstruction = ReconstructionDriver(manager, self)  # lost objects, tasks on dead nodes
+        self.fetcher.on_unavailable = self.reconstruction.unavailable
+        self.fetcher.on_no_live_copy = self.reconstruction.record_names_no_live_copy
+        self.fetcher.on_pull_failed = self.reconstruction.pull_failed
         self.reporter = LoadReporter(self.scheduler, self._load, interval_ms=heartbeat_interval_ms,
                                      on_fenced=on_fenced)
         self._on_fenced = on_fenced
@@ -190,20 +197,22 @@ class ClusterLink:
             self._node_died(node_id, record)
 
     def _node_died(self, node_id: bytes, record: lineage_pb2.NodeRecord) -> None:
-        """A peer is dead: forget its copies; fail what we forwarded to it
-        (issue 5 retries those elsewhere instead)."""
+        """A peer is dead: forget its copies (rebuilt when wanted) and retry
+        what we forwarded to it elsewhere (reconstruction_driver.py)."""
         log.warning("node %s died: %s", node_id.hex()[:16], record.death_reason or "no reason recorded")
         lost = self.manager.objects.drop_remote_node(node_id)
-        for oid in lost:
-            self.manager.objects.add_error(oid, "ObjectLostError", (
-                f"object {oid.hex()} was only on node {node_id.hex()[:16]}, which died "
-                f"({record.death_reason or 'no heartbeat'}); rebuilding it from lineage is not implemented yet"))
+        # Rebuilt from lineage when wanted (reconstruction_driver.py).
+        why = record.death_reason or "no heartbeat"
+        self.reconstruction.node_died(node_id, why, lost)
         peer = self.peers.connections.get(record.address)
         if peer is not None:
             self._spawn(peer.close())
+        self.manager._actor_node_died(node_id, record)  # actor calls wait for the actor's recovery
         for task_id, forwarded in list(self.forwarded.items()):
             if forwarded.node_id == node_id:
                 self._forwarded_done(task_id)
+                if self.reconstruction.forwarded_node_died(forwarded, node_id, why):
+                    continue  # retried elsewhere, or failed naming its attempts
                 message = (f"task {task_id.hex()[:16]} ran on node {node_id.hex()[:16]}, which died "
                            f"({record.death_reason or 'no heartbeat'})")
                 lost = [oid for oid in sorted(forwarded.remaining) if not self.manager.objects.is_known(oid)]
@@ -245,7 +254,7 @@ class ClusterLink:
                     del self._parked[task_id]
                     run = self.manager.tasks.get(task_id)
                     if run is not None:
-                        self._decide(run)
+                        self.route(run)  # again: an argument known before may have been lost since
 
     def _decide(self, run) -> None:
         objects = self.manager.objects
@@ -258,8 +267,8 @@ class ClusterLink:
                 return
         local_bytes = sum(self._size_of(oid) for oid in run.arg_ids if objects.is_ready(oid))
         remote_bytes = sum(self._size_of(oid) for oid in run.arg_ids if not objects.is_ready(oid))
-        facts = TaskFacts(specs.demand(run.spec), specs.strategy_of(run.spec), run.spec.is_actor_creation,
-                          local_bytes, remote_bytes)
+        # Actors are placed like tasks (actor_routing.py routes their calls).
+        facts = TaskFacts(specs.demand(run.spec), specs.strategy_of(run.spec), False, local_bytes, remote_bytes)
         decision = decide(facts, node_id_hex=self.node_id.hex(), total=self.manager.scheduler.resources.total,
                           queue_length=len(self.manager.admission.shape_of))
         if decision.action == KEEP:
@@ -392,6 +401,10 @@ class ClusterLink:
         for run, node_id in items:
             if self.manager.tasks.get(run.task_id) is not run:
                 continue
+            if node_id != self.node_id and self.address_of(node_id) is None:
+                # It died after placing this (its death will not retry it): place it again.
+                self._placement_failed(run, RpcError(f"node {node_id.hex()[:16]} died before the task reached it"))
+                continue
             self._send_function_and_args(peer, run)
             specs_out.append(run.spec)
             self._drop(run)
@@ -401,6 +414,9 @@ class ClusterLink:
                 self._forwarded_by_return[oid] = run.task_id
         if specs_out and not peer.send(node_pb2.ClientMessage(submit_tasks=node_pb2.SubmitTasks(specs=specs_out))):
             log.warning("peer %s is closed or saturated; %d task(s) go to lookups", address, len(specs_out))
+        for run, node_id in items:
+            if run.spec.is_actor_creation and run.spec in specs_out:
+                self.manager._actor_creation_forwarded(run, address, node_id)  # its calls follow it
         self.counters["forwarded"] += len(specs_out)
 
     def _send_function_and_args(self, peer: PeerConnection, run) -> None:
@@ -439,6 +455,7 @@ class ClusterLink:
     def _peer_results(self, peer: PeerConnection, results: list) -> None:
         """Return values of tasks we forwarded to ``peer``."""
         for result in results:
+            self.reconstruction.result_from(result.object_id, peer.node_id)
             self.fetcher.record_result(result, peer.address, peer.node_id)
             self._return_arrived(result.object_id)
 
@@ -493,6 +510,7 @@ class ClusterLink:
         from lineagerun.node.server import TaskRun
 
         manager = self.manager
+        actor_specs = []
         for spec in message.specs:
             if spec.task_id in manager.tasks:
                 continue
@@ -500,15 +518,19 @@ class ClusterLink:
             for oid in returns:
                 self._peer_returns[oid] = session
             problem = specs.validate(spec, manager.functions)
-            if problem is not None or spec.is_actor_task or spec.is_actor_creation:
-                why = problem or "actor tasks are not forwarded between nodes"
-                manager._fail_returns(returns, "InvalidArgumentError", f"forwarded task rejected: {why}")
+            if problem is not None:
+                manager._fail_returns(returns, "InvalidArgumentError", f"forwarded task rejected: {problem}")
+                continue
+            if spec.is_actor_task or spec.is_actor_creation:
+                actor_specs.append(spec)  # actor_routing.py
                 continue
             run = TaskRun(spec, returns, session, arg_ids=specs.arg_object_ids(spec))
             run.scheduled = True
             manager.tasks[spec.task_id] = run
             self.counters["accepted"] += 1
             manager._schedule_local(run)
+        if actor_specs:
+            manager._accept_actor_specs(session, actor_specs, message)
 
     def _accept_object(self, session, message: node_pb2.PutObject) -> None:
         if len(message.object_id) != ObjectID.SIZE:
@@ -529,6 +551,7 @@ class ClusterLink:
         """Objects became local (values or errors): answer peers, resume
         parked tasks, and tell the scheduler what the store now holds."""
         objects = self.manager.objects
+        self.reconstruction.objects_arrived(object_ids, self.node_id)  # before _return_arrived (forwarded)
         replies: dict[object, list] = {}
         for oid in object_ids:
             self._wanted_args.discard(oid)
@@ -545,6 +568,7 @@ class ClusterLink:
 
     def _object_known(self, object_id: bytes) -> None:
         """A copy elsewhere became known: pass it on, resume, or pull."""
+        self.reconstruction.objects_arrived([object_id])  # before _return_arrived: it reads self.forwarded
         self._return_arrived(object_id)
         session = self._peer_returns.pop(object_id, None)
         copies = self.manager.objects.remote_copies(object_id)
@@ -569,9 +593,15 @@ class ClusterLink:
             self._wanted_args.add(oid)
             self.fetcher.want(oid, produced_here=self._produced_here(oid))
 
+    def _args_in_use(self) -> set[bytes]:
+        """Arguments of this node's tasks, queued or running, and of tasks
+        parked until their arguments are found."""
+        in_use = {oid for run in self.manager.tasks.values() for oid in run.arg_ids}
+        return in_use | self._wanted_args | self._parked_on.keys()
+
     def _still_wanted(self, object_id: bytes) -> bool:
         return (object_id in self._wanted_args or object_id in self._parked_on
-                or self.manager.objects.waited_for(object_id))
+                or self.manager.objects.waited_for(object_id) or self.reconstruction.recovering(object_id))
 
     def release(self, object_ids) -> None:
         """The owner released these: so may the nodes holding copies (the

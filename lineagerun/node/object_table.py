@@ -28,6 +28,15 @@ ADOPT_CREATOR = "lineagerun.node:adopt"
 # A get reply names a shm file the client maps after it arrives; the file
 # stays pinned this long after the reply is sent.
 GET_PIN_GRACE_S = 5.0
+# Holder of the pin a copy pulled from another node keeps while a task of
+# this node still needs it. After that the copy is secondary, as in Ray:
+# evictable, since the node that made the object keeps the primary copy and a
+# later want pulls it again.
+PULLED_HOLDER = "pulled"
+
+
+def _no_args_in_use() -> set[bytes]:
+    return set()
 
 
 class NodeObjectStore(LocalObjectStore):
@@ -103,6 +112,11 @@ class ObjectTable:
     entries: dict[bytes, ObjectEntry] = field(default_factory=dict)
     _gets: dict[bytes, set[_GetWaiter]] = field(default_factory=dict)
     _waits: dict[bytes, set[_WaitWaiter]] = field(default_factory=dict)
+    # Arguments of the tasks of this node, queued or running (set by the
+    # cluster link): pulled copies among them stay pinned.
+    args_in_use: Callable[[], set[bytes]] = _no_args_in_use
+    _pulled: set[bytes] = field(default_factory=set)   # pulled copies pinned by PULLED_HOLDER
+    _pull_release_scheduled: bool = False
 
     # ------------------------------------------------------------ values
 
@@ -172,13 +186,15 @@ class ObjectTable:
 
     def add_pulled(self, object_id: bytes, size_bytes: int, is_error: bool, nested_object_ids) -> None:
         """The object was pulled into the store (sealed there by the puller):
-        account it like a local one. Pinned as primary, so it cannot be
-        evicted between now and the task or get that asked for it."""
+        account it like a local one. Pinned (``PULLED_HOLDER``) so it cannot
+        be evicted between now and the task or get that asked for it; the pin
+        goes once no task here needs it (``release_unneeded_pulls``)."""
         entry = self.entries.get(object_id)
         if entry is not None and entry.ready():
             return
         try:
-            self.store.pin(object_id, PRIMARY_HOLDER)
+            self.store.pin(object_id, PULLED_HOLDER)
+            self._pulled.add(object_id)
         except Exception as exc:  # noqa: BLE001 - evicted at once: becomes the object's error
             self.add_error(object_id, "ObjectLostError", f"pulled object {object_id.hex()} vanished: {exc}")
             return
@@ -192,6 +208,10 @@ class ObjectTable:
     def waited_for(self, object_id: bytes) -> bool:
         """Whether a get, or a wait that fetches, of a client waits for this object."""
         return object_id in self._gets or any(w.fetch_local for w in self._waits.get(object_id, ()))
+
+    def has_waiters(self, object_id: bytes) -> bool:
+        """Whether any get or wait (fetching or not) waits for this object."""
+        return object_id in self._gets or object_id in self._waits
 
     def is_ready(self, object_id: bytes) -> bool:
         entry = self.entries.get(object_id)
@@ -215,6 +235,7 @@ class ObjectTable:
 
     def evicted(self, object_id: bytes) -> None:
         """The store dropped the object's file to make room."""
+        self._pulled.discard(object_id)
         entry = self.entries.get(object_id)
         if entry is not None and entry.in_store and entry.remote:
             entry.payload, entry.in_store = None, False  # a pulled copy: the source still has it
@@ -238,12 +259,35 @@ class ObjectTable:
 
     def release_holder(self, holder: str) -> None:
         self.store.release(holder)
+        if self._pulled and not self._pull_release_scheduled:
+            # Once per event-loop turn: a burst of finishing tasks scans once.
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.release_unneeded_pulls()
+                return
+            self._pull_release_scheduled = True
+            loop.call_soon(self.release_unneeded_pulls)
+
+    def release_unneeded_pulls(self) -> None:
+        """Unpin pulled copies no task of this node needs any more (a get's
+        own pin covers the client that asked)."""
+        self._pull_release_scheduled = False
+        if not self._pulled:
+            return
+        in_use = self.args_in_use()
+        for oid in [oid for oid in self._pulled if oid not in in_use]:
+            self._pulled.discard(oid)
+            self.store.unpin(oid, PULLED_HOLDER)
 
     def release_primary(self, object_ids: Iterable[bytes]) -> None:
         for oid in object_ids:
             entry = self.entries.get(oid)
             if entry is not None and entry.in_store:
                 self.store.unpin(oid, PRIMARY_HOLDER)
+                if oid in self._pulled:
+                    self._pulled.discard(oid)
+                    self.store.unpin(oid, PULLED_HOLDER)
 
     # ----------------------------------------------------------- waiters
 

@@ -54,6 +54,7 @@ class TaskRun:
     started_ms: int = 0
     cancelled: bool = False
     scheduled: bool = False  # handed to the scheduler or an actor queue
+    attempt_reason: int = 0  # lineage_pb2.AttemptReason of this attempt; 0: FIRST_RUN or RETRY by number
     arg_ids: list[bytes] = field(default_factory=list)
 
     @property
@@ -146,6 +147,8 @@ class NodeManager(ActorHandlers):
             self._driver_gone(session)
 
     def _driver_gone(self, session: Session) -> None:
+        if self.cluster is not None:
+            self._owner_gone_remote(session)  # its actors on other nodes
         for actor in list(self.actors.actors.values()):
             if actor.owner is session and not actor.detached and actor.phase is not ActorPhase.DEAD:
                 self._kill_actor(actor, "its owner (the driver) disconnected")
@@ -193,6 +196,8 @@ class NodeManager(ActorHandlers):
         future.add_done_callback(lambda f: self._specs_written(runs, ops, name_claims, f))
 
     def _prepare_call(self, run: TaskRun, session: Session, ops: list) -> bool:
+        if self._call_taken_elsewhere(run, session):
+            return False  # actor on another node, or not placed yet (actor_routing.py)
         actor = self.actors.get(run.spec.actor_id)
         if actor is None or actor.phase is ActorPhase.DEAD:
             why = actor.death_message if actor else "no actor with this id lives on this node"
@@ -257,6 +262,8 @@ class NodeManager(ActorHandlers):
         self._schedule_local(run)
 
     def _schedule_local(self, run: TaskRun) -> None:
+        if run.spec.is_actor_creation:
+            self._actor_creation_kept(run)  # its deferred calls run here too
         missing = {oid for oid in run.arg_ids if not self.objects.is_ready(oid)}
         self.admission.add(run.task_id, specs.demand(run.spec), missing)
         if missing and self.cluster is not None:
@@ -281,7 +288,7 @@ class NodeManager(ActorHandlers):
                     spec = run.spec
                     max_retries = 0 if spec.is_actor_creation else spec.options.max_retries
                     event = ls.TaskSubmitted(TaskID(task_id), specs.demand(spec), frozenset(),
-                                             specs.strategy_of(spec), max_retries, 0, allow_spill=False)
+                                             specs.strategy_of(spec), max_retries, run.attempt, allow_spill=False)
                     self._apply(self.scheduler.handle(event))
         finally:
             self._admitting = False
@@ -353,6 +360,8 @@ class NodeManager(ActorHandlers):
         if not spec.is_actor_task and spec.function_id not in session.functions_sent:
             message.function.CopyFrom(self.functions[spec.function_id])
             session.functions_sent.add(spec.function_id)
+        if spec.is_actor_creation:
+            self._decorate_creation(run, message)  # an actor recovered here from a dead node
         self.objects.pin(run.arg_ids, run.holder())
         run.started_ms = now_ms()
         session.send(node_pb2.NodeMessage(execute_task=message))
@@ -437,6 +446,8 @@ class NodeManager(ActorHandlers):
                 self.objects.add_error(result.object_id, result.error_kind or "TaskError",
                                        result.error_message or "the task reported an error without a message")
             self._record_object(result.object_id, run.task_id, run.spec.owner_worker_id, False)
+        if self.cluster is not None:  # a replay's returns may have been here already
+            self.cluster.reconstruction.objects_arrived([r.object_id for r in message.returns], self.node_id.binary())
         state = lineage_pb2.FINISHED
         error = (message.error_kind, "user code raised") if message.application_error else None
         self._record_attempt(run, state, error, message.duration_ms)
@@ -446,7 +457,7 @@ class NodeManager(ActorHandlers):
         end_ms = now_ms()
         attempt = lineage_pb2.TaskAttempt(
             task_id=run.task_id, attempt_number=run.attempt,
-            reason=lineage_pb2.FIRST_RUN if run.attempt == 0 else lineage_pb2.RETRY,
+            reason=run.attempt_reason or (lineage_pb2.FIRST_RUN if run.attempt == 0 else lineage_pb2.RETRY),
             node_id=self.node_id.binary(), worker_id=run.worker_id.binary() if run.worker_id else b"",
             state=state, start_ms=run.started_ms or end_ms - duration_ms, end_ms=end_ms)
         if error is not None:
@@ -468,6 +479,8 @@ class NodeManager(ActorHandlers):
         self.writer.write_later(object_key(ObjectID(object_id)), record.SerializeToString())
 
     def _fail_returns(self, return_ids: list[bytes], kind: str, message: str) -> None:
+        if self.cluster is not None:  # a retry's or replay's failure is handled by recovery
+            return_ids = self.cluster.reconstruction.intercept_failures(return_ids, kind, message)
         for oid in return_ids:
             self.objects.add_error(oid, kind, message)
 
@@ -578,6 +591,8 @@ class NodeManager(ActorHandlers):
         num_returns = min(max(message.num_returns, 1), len(ids)) if ids else 0
         if self.cluster is not None and not session.is_peer and message.fetch_local:
             self.cluster.want(ids)
+        elif self.cluster is not None and not session.is_peer:
+            self.cluster.reconstruction.need_if_lost(ids)
 
         blocked = []
 

@@ -61,6 +61,13 @@ class ObjectFetcher:
         self._tasks: set[asyncio.Task] = set()
         self.pulls_completed = 0
         self.lookups_started = 0
+        # Set by the node's reconstruction driver (reconstruction_driver.py):
+        # a wanted object with no known copy that it knows is lost; a record
+        # naming no live holder; a failed pull. Each returns True when the
+        # driver takes the object over.
+        self.on_unavailable: Callable[[bytes], bool] | None = None
+        self.on_no_live_copy: Callable[[bytes, lineage_pb2.ObjectRecord], bool] | None = None
+        self.on_pull_failed: Callable[[bytes, RemoteCopy, BaseException], bool] | None = None
 
     def want(self, object_id: bytes, *, produced_here: bool) -> None:
         if self.objects.is_ready(object_id):
@@ -68,6 +75,8 @@ class ObjectFetcher:
         copies = self.objects.remote_copies(object_id)
         if copies:
             self._pull(object_id, copies)
+        elif self.on_unavailable is not None and self.on_unavailable(object_id):
+            return
         elif not produced_here:
             self.lookup(object_id)
 
@@ -86,6 +95,8 @@ class ObjectFetcher:
             return
         error = future.exception()
         if error is not None:
+            if self.on_pull_failed is not None and self.on_pull_failed(object_id, copy, error):
+                return
             kind = "ObjectLostError" if isinstance(error, NotFoundError) else type(error).__name__
             if not isinstance(error, LineagerunError):
                 kind = "ObjectLostError"
@@ -144,6 +155,8 @@ class ObjectFetcher:
             address = self._address_of(node_id) if node_id != self.own_node_id else None
             if address and await self._ask_holder(object_id, address, node_id):
                 return True
+        if self.on_no_live_copy is not None and not self.objects.is_known(object_id):
+            return self.on_no_live_copy(object_id, record)
         return False
 
     async def _ask_holder(self, object_id: bytes, address: str, node_id: bytes) -> bool:
