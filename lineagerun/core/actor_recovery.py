@@ -7,7 +7,8 @@ store reads and placements returned; it carries out the effects. No I/O, no
 clock, no randomness.
 
 While ALIVE (calls are assumed to run one at a time, in sequence order, as
-with ``max_concurrency=1``; replay order is sequence order regardless):
+with ``max_concurrency=1``; replay is issued in sequence order regardless,
+and its confirmations may come back in any order):
 
 - every call reaches the planner as ``CallSubmitted(seq)`` after its
   ``ActorCallRecord`` is written, and waits in the shell until a
@@ -595,9 +596,13 @@ class ActorRecoveryPlanner:
 
     def _on_call_replayed(self, event: CallReplayed, out: list[Effect]) -> None:
         actor = self._current(event, Phase.REPLAYING)
-        if actor is None or not actor.to_replay or actor.to_replay[0] != event.sequence_number:
-            return  # stale, or out of order (ignored: the shell runs them in the order given)
-        seq = actor.to_replay.popleft()
+        if actor is None or event.sequence_number not in actor.to_replay:
+            return  # stale, or a duplicate
+        # Confirmations may come out of order: an actor with max_concurrency
+        # > 1 runs the replayed calls of a page on several threads. Ignoring
+        # an early one left the recovery waiting forever (the old hang).
+        seq = event.sequence_number
+        actor.to_replay.remove(seq)
         actor.replayed += 1
         actor.released_high = max(actor.released_high, seq)
         actor.finished_high = max(actor.finished_high, seq)

@@ -12,6 +12,8 @@ from lineagerun.core.ids import ActorID, TaskID
 from lineagerun.core.keys import actor_key, name_key, task_key
 from lineagerun.core.resources import ResourceSet
 from lineagerun.node.actor_recovery_driver import ActorRecoveryDriver
+from lineagerun.node.actor_routing import ActorRouting
+from lineagerun.node import specs
 from lineagerun.node.actors import ActorEntry, ActorPhase
 from lineagerun.node.scheduler import ActorResourcesReleased, ActorWorkerDetached
 from lineagerun.node.session import Session
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from lineagerun.node.server import TaskRun
 
 
-class ActorHandlers(ActorRecoveryDriver):
+class ActorHandlers(ActorRecoveryDriver, ActorRouting):
     """Methods of NodeManager that deal with actors (uses its state)."""
 
     def _creation_finished(self, run: TaskRun, message: node_pb2.TaskFinished) -> None:
@@ -34,6 +36,9 @@ class ActorHandlers(ActorRecoveryDriver):
                                                               run.spec.actor_id, lifetime)))
         if actor is None or actor.phase is ActorPhase.DEAD:
             self.pool.kill(worker_id)
+            return
+        if self._adopted_creation_finished(actor, run, message):
+            self._keep_prestarted()
             return
         if message.application_error:
             self._actor_died(actor, "ActorDiedError",
@@ -62,6 +67,8 @@ class ActorHandlers(ActorRecoveryDriver):
             waiting = [oid for oid in run.arg_ids if not self.objects.is_ready(oid)]
             if waiting:
                 self._actor_waiting.setdefault(waiting[0], set()).add(actor.actor_id)
+                if self.cluster is not None:
+                    self.cluster.want_args(waiting)  # sent by a caller on another node
                 return
             actor.queue.popleft()
             run.worker_id, run.attempt = actor.worker_id, 0
@@ -74,6 +81,10 @@ class ActorHandlers(ActorRecoveryDriver):
         message = f"actor {actor.actor_id.hex()} is dead: {actor.death_message}"
         pending = (list(actor.in_flight.values()) + list(actor.queue) + list(actor.held.values())
                    + list(actor.orphaned.values()))
+        waiting = [spec for _, spec in actor.deferred] + [spec for _, spec, _ in actor.intake]
+        actor.deferred, actor.intake = [], type(actor.intake)()
+        for spec in waiting:  # never numbered: nothing recorded
+            self._fail_returns(specs.return_ids(spec), "ActorDiedError", message)
         for run in pending:
             self.tasks.pop(run.task_id, None)
             self.objects.release_holder(run.holder())
@@ -111,6 +122,9 @@ class ActorHandlers(ActorRecoveryDriver):
 
     def _on_kill_actor(self, session: Session, message: node_pb2.KillActor) -> None:
         actor = self.actors.get(message.actor_id)
+        if actor is None and self.cluster is not None:
+            self._kill_remote_actor(message)  # hosted on another node
+            return
         if actor is None or actor.phase is ActorPhase.DEAD:
             return
         if not message.no_restart and actor.restartable:

@@ -193,6 +193,7 @@ class ActorRecoveryDriver:
         self._ensure_registered(actor)
         seq = run.spec.sequence_number
         actor.held[seq] = run
+        actor.replay_end_seq = max(actor.replay_end_seq, seq + 1)
         actor_id = ActorID(actor.actor_id)
         self._recovery_feed(ar.CallSubmitted(actor_id, seq + 1, TaskID(run.task_id)))
         planned = self._recovery().planner.actors.get(actor_id)
@@ -221,6 +222,8 @@ class ActorRecoveryDriver:
             return False
         del self.tasks[message.task_id]
         self._record_results(run, message)
+        if self.cluster is not None and actor.creation_spec.checkpoint_interval > 0:
+            actor.window_returns.extend(run.returns)  # stored with the next checkpoint
         self.objects.release_holder(run.holder())
         actor.in_flight.pop(run.task_id, None)
         key, value = call_record(run.spec, run.spec.owner_worker_id, finished=True)
@@ -326,6 +329,9 @@ class ActorRecoveryDriver:
         if (self.stopping or actor.phase is not ActorPhase.RESTARTING or actor.restart_incarnation != incarnation
                 or actor.worker_id is not None):
             return
+        if actor.adopted_run is not None:
+            self._send_restart_creation(actor)  # through the scheduler: see actor_routing.py
+            return
         worker_id = self._idle_pool_worker()
         if worker_id is None:
             self.actors.bind_worker(actor, self.pool.start())  # registers later: _actor_worker_registered
@@ -369,6 +375,10 @@ class ActorRecoveryDriver:
         return True
 
     def _send_restart_creation(self, actor: ActorEntry) -> None:
+        if actor.adopted_run is not None:
+            if not actor.checkpoint_object_id or actor.restart_checkpoint is not None:
+                self._schedule_adopted_creation(actor)
+            return
         if (actor.restart_creation_sent or not actor.restart_worker_ready
                 or (actor.checkpoint_object_id and actor.restart_checkpoint is None)):
             return
@@ -418,8 +428,10 @@ class ActorRecoveryDriver:
         # Call keys are known (node seq = planner seq - 1): read them directly
         # rather than scanning the prefix from the start for every page. A
         # seq with no record (its write failed) is skipped; one whose write is
-        # still in flight is submitted later and delivered as a queued call.
-        end_seq = actor.next_sequence_number
+        # still in flight, or acknowledged but not yet fed to the planner, is
+        # submitted later and delivered as a queued call (the old hang: read
+        # here, it was replayed ahead of older held calls, which were dropped).
+        end_seq = actor.replay_end_seq
 
         def read_page():
             records, cursor = [], effect.after_seq  # node seq of the first call after planner seq after_seq
@@ -469,8 +481,12 @@ class ActorRecoveryDriver:
         # An orphan's caller still waits even when the planner thinks it
         # finished: with max_concurrency > 1 calls finish out of order, and
         # the planner's "finished up to" mark can pass a call still running.
-        if recovery_run.deliver or orphan is not None:
+        # Multi-node: a caller on another node may wait for any replayed call
+        # (its host died before the answer reached it), so keep every result.
+        if recovery_run.deliver or orphan is not None or self.cluster is not None:
             self._record_results(run, message)  # the first value of an id wins: delivered once
+            if self.cluster is not None and actor.creation_spec.checkpoint_interval > 0:
+                actor.window_returns.extend(run.returns)  # stored with the next checkpoint
             key, value = call_record(run.spec, run.spec.owner_worker_id, finished=True)
             self.writer.write_later(key, value)
         if orphan is not None:
@@ -544,8 +560,9 @@ class ActorRecoveryDriver:
                                           owner_worker_id=actor.creation_spec.owner_worker_id)
         record = actor.record()
         record.checkpoint_sequence_number, record.checkpoint_object_id = seq - 1, object_id.binary()
-        future = self.writer.write_now([PutOp(object_key(object_id), stored.SerializeToString()),
-                                        PutOp(actor.key, record.SerializeToString())])
+        results, actor.window_returns = self._result_records(actor), []
+        future = self.writer.write_now(results + [PutOp(object_key(object_id), stored.SerializeToString()),
+                                                  PutOp(actor.key, record.SerializeToString())])
 
         def written(done: asyncio.Future) -> None:
             if done.exception() is not None:

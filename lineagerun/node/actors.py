@@ -67,6 +67,24 @@ class ActorEntry:
     checkpoint_wanted: object = None  # a TakeCheckpoint waiting for the calls in flight to finish
     failed_recoveries: int = 0  # restarts in a row whose instance died before the recovery completed
     died_ms: int = 0
+    # Multi-node (actor_routing.py). A creation submitted here waits for its
+    # placement: calls made meanwhile are deferred, then run here or follow
+    # the creation to the node that hosts it.
+    placed_here: bool = False
+    deferred: list = field(default_factory=list)  # (session, spec) before the placement
+    # Recovered on this node after its host node died ("adopted").
+    adopted_run: object = None  # the creation TaskRun to schedule here (lifetime resources)
+    adopting: bool = False  # its record and call records are being read
+    intake: deque = field(default_factory=deque)  # (session, spec, resent) waiting for adoption to settle
+    intake_draining: bool = False
+    # Results of calls since the last checkpoint, stored with the next one:
+    # a caller on another node may not have received them when this node dies.
+    window_returns: list = field(default_factory=list)
+    # Node seqs below this were fed to the recovery planner (CallSubmitted):
+    # a replay reads no further, because a call recorded but not yet fed is
+    # not in the planner's held list, and replaying it would run it ahead of
+    # (and then drop) older held calls.
+    replay_end_seq: int = 0
 
     @property
     def key(self) -> bytes:
