@@ -22,8 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lineagerun import exceptions
+from lineagerun import exceptions, processes
 from lineagerun.api import context, log_echo
+from lineagerun.transport import tls
 
 SESSION_ROOT = "/tmp/lineagerun"
 CONTROL_STORE_REPLICAS = 2
@@ -75,24 +76,13 @@ _atexit_registered = False
 _lock = threading.RLock()
 
 
+def _node_service(process: subprocess.Popen, log_path: Path = Path("")) -> processes.ServiceProcess:
+    return processes.ServiceProcess("the node manager", "node", process.pid, None, log_path, process)
+
+
 def _stop_group(process: subprocess.Popen) -> None:
     """SIGTERM the process group, SIGKILL it after the grace period."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # anything left of the group (its workers)
-    except ProcessLookupError:
-        pass
-    try:
-        process.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
+    processes.stop_service(_node_service(process), grace_s=STOP_GRACE_S)
 
 
 def _new_session_dir() -> Path:
@@ -124,22 +114,15 @@ def _default_num_cpus() -> int:
 
 def _wait_node_ready(process: subprocess.Popen, ready_path: Path, log_path: Path, deadline_s: float,
                      control_failure: list[BaseException]) -> dict:
-    while True:
+    ready = processes.ready_json(ready_path)
+
+    def probe() -> dict | None:
         if control_failure:  # the node manager would retry it for its whole client timeout
             raise control_failure[0]
-        if ready_path.exists():
-            try:
-                return json.loads(ready_path.read_text())
-            except ValueError:
-                pass  # written by temp + rename, so only a partial read of an old file; retry
-        if process.poll() is not None:
-            tail = log_path.read_text()[-3000:] if log_path.exists() else ""
-            raise exceptions.ConfigurationError(
-                f"the node manager exited with code {process.returncode} before serving; {log_path}:\n{tail}")
-        if time.monotonic() > deadline_s:
-            raise exceptions.ConfigurationError(f"the node manager did not write {ready_path} within "
-                                                f"{NODE_START_TIMEOUT_S} s; see {log_path}")
-        time.sleep(POLL_INTERVAL_S)
+        return ready()
+
+    return processes.wait_ready(_node_service(process, log_path), probe, NODE_START_TIMEOUT_S, what="serving",
+                                deadline_s=deadline_s, poll_interval_s=POLL_INTERVAL_S)
 
 
 def start_embedded_cluster(*, num_cpus: int | None, num_gpus: float | None, resources: dict | None,
@@ -177,10 +160,7 @@ def start_embedded_cluster(*, num_cpus: int | None, num_gpus: float | None, reso
                          num_gpus=num_gpus or 0, resources=resources, object_store_memory=object_store_memory,
                          token_file=token_file)
         log_path = session_dir / "logs" / "node_manager.log"
-        with open(log_path, "ab") as log:
-            cluster.node_process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                                    close_fds=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        cluster.node_process = processes.spawn(argv, log_path)
         ready_path = session_dir / "nodes" / node_id_hex / "ready.json"
         cluster.node_ready = _wait_node_ready(cluster.node_process, ready_path, log_path, deadline_s, failure)
         starter.join(max(0.0, deadline_s - time.monotonic()))
@@ -319,9 +299,11 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: f
                 raise exceptions.InvalidArgumentError(f"address must be a str, got {type(address).__name__}")
             session_dir, socket, token = _find_session(address)
             node_address = address
+            tls.use_session_tls(session_dir)  # a TLS cluster: its control store is dialled with its CA
         try:
             core_worker = _connect(socket, token, namespace or "")
         except BaseException:
+            tls.reset_process_tls()
             if cluster is not None:
                 cluster.stop()
             raise
@@ -396,6 +378,7 @@ def shutdown() -> None:
         try:
             state.core_worker.close()
         finally:
+            tls.reset_process_tls()
             if state.cluster is not None:
                 state.cluster.stop()
 

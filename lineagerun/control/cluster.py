@@ -4,7 +4,8 @@ coordinator, ``shards`` x ``replicas`` replica processes) as a unit.
 Used by tests, the benchmark, the demo and ``lineagerun control-store``.
 Every process is started in its own session (so it and anything it starts
 form one process group), with stdout and stderr in a log file in its
-directory. The launcher signals only the processes it started, by pid or
+directory (``lineagerun.processes``); with ``tls=`` every process serves
+TLS and checks the others against the CA. The launcher signals only the processes it started, by pid or
 process group, and stops them all when stopped, garbage collected with the
 interpreter (``atexit``), or when starting fails. ``DIR/cluster.json``
 records pids and addresses so that ``control-store stop`` can find them
@@ -27,10 +28,13 @@ from pathlib import Path
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from lineagerun import processes as service_processes
 from lineagerun.exceptions import ConfigurationError, InvalidArgumentError, UnavailableError
+from lineagerun.processes import recorded_process_alive  # noqa: F401 - also imported from here
 from lineagerun.rpc import control_store_pb2, control_store_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
 from lineagerun.transport.auth import TOKEN_FILE_NAME, new_token, read_token_file, write_token_file
 from lineagerun.transport.channels import make_channel
+from lineagerun.transport.tls import TlsConfig, child_env
 from lineagerun.transport.errors import from_rpc_error
 
 CLUSTER_FILE_NAME = "cluster.json"
@@ -38,15 +42,12 @@ READY_FILE_NAME = "ready"
 LOG_FILE_NAME = "process.log"
 DURABILITY_MODES = ("wal", "fsync")
 
-# Waiting for a process's ready file / for chains to form. Python start-up
-# plus RocksDB open is ~1 s; loaded 2-core CI machines need far more.
-START_TIMEOUT_S = 60.0
-# SIGTERM, then SIGKILL after this: processes stop their servers in < 1 s.
-STOP_GRACE_S = 5.0
+# Waiting for a process's ready file / for chains to form.
+START_TIMEOUT_S = service_processes.START_TIMEOUT_S
+STOP_GRACE_S = service_processes.STOP_GRACE_S
 # Poll interval for ready files and configuration changes.
-POLL_INTERVAL_S = 0.02
-# Lines of a dead process's log quoted in the error.
-LOG_TAIL_LINES = 30
+POLL_INTERVAL_S = service_processes.POLL_INTERVAL_S
+LOG_TAIL_LINES = service_processes.LOG_TAIL_LINES
 STATUS_RPC_TIMEOUT_S = 2.0
 # A restarting coordinator is unreachable for about a second.
 COORDINATOR_RETRY_S = 10.0
@@ -78,10 +79,7 @@ class ManagedProcess:
         return recorded_process_alive(self.pid, self.create_time)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return service_processes.log_tail(self.log_path, lines)
 
     def record(self) -> dict:
         return {"name": self.name, "role": self.role, "dir": str(self.directory), "shard": self.shard,
@@ -89,42 +87,7 @@ class ManagedProcess:
                 "argv": self.argv}
 
 
-def recorded_process_alive(pid: int | None, create_time: float | None) -> bool:
-    """Whether ``pid`` is still the process we recorded (pids are reused)."""
-    if not pid:
-        return False
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > 0.5:
-            return False
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _create_time(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    """Signal the process group of a process we started in its own session
-    (its pgid is its pid); fall back to the pid alone."""
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+_signal_group = service_processes.signal_group
 
 
 # Strong references: a cluster nobody refers to any more must still be
@@ -149,7 +112,7 @@ class ControlStoreCluster:
                  host: str = "127.0.0.1", durability: str = "wal", heartbeat_interval_ms: int = 100,
                  failure_timeout_ms: int = 1000, lease_ms: int = 600, coordinator_port: int = 0,
                  start_timeout_s: float = START_TIMEOUT_S, python: str = sys.executable,
-                 log_retention_entries: int | None = None):
+                 log_retention_entries: int | None = None, tls: TlsConfig | None = None):
         if shards < 1 or replicas < 1:
             raise InvalidArgumentError(f"need at least one shard and one replica, got {shards} x {replicas}")
         if durability not in DURABILITY_MODES:
@@ -167,6 +130,7 @@ class ControlStoreCluster:
         self.log_retention_entries = log_retention_entries  # None: the replicas' default
         self.start_timeout_s = start_timeout_s
         self.python = python
+        self.tls = tls  # every process serves TLS, and checks its peers, with these files
         self._token = token
         self._coordinator_port = coordinator_port
         self.coordinator: ManagedProcess | None = None
@@ -227,7 +191,7 @@ class ControlStoreCluster:
                 "--port", str(port), "--token-file", str(self.token_file),
                 "--heartbeat-interval-ms", str(self.heartbeat_interval_ms),
                 "--failure-timeout-ms", str(self.failure_timeout_ms), "--lease-ms", str(self.lease_ms)]
-        return ManagedProcess("coordinator", "coordinator", directory, argv)
+        return ManagedProcess("coordinator", "coordinator", directory, argv + self._tls_argv())
 
     def replica_id(self, shard: int, index: int) -> str:
         return f"s{shard}r{index}"
@@ -243,51 +207,37 @@ class ControlStoreCluster:
                 "--durability", self.durability, "--heartbeat-interval-ms", str(self.heartbeat_interval_ms)]
         if self.log_retention_entries is not None:
             argv += ["--log-retention-entries", str(self.log_retention_entries)]
+        argv += self._tls_argv()
         return ManagedProcess(self.replica_id(shard, index), "replica", directory, argv, shard=shard, index=index)
+
+    def _tls_argv(self) -> list[str]:
+        return self.tls.argv() if self.tls is not None else []
+
+    @property
+    def root_cert(self) -> bytes | None:
+        """The CA this launcher checks its processes against (None: plaintext)."""
+        return self.tls.ca_pem if self.tls is not None else None
 
     def _launch(self, process: ManagedProcess) -> None:
         if self._stopped:
             raise ConfigurationError(f"the cluster in {self.dir} is stopped; not starting {process.name}")
         process.directory.mkdir(parents=True, exist_ok=True)
         (process.directory / READY_FILE_NAME).unlink(missing_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(process.log_path, "ab") as log:
-            log.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} launching: {' '.join(process.argv)}\n".encode())
-            log.flush()
-            process.popen = subprocess.Popen(process.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT, start_new_session=True, env=env,
-                                             close_fds=True)
+        process.popen = service_processes.spawn(process.argv, process.log_path, env=child_env(self.tls))
         process.pid = process.popen.pid
-        process.create_time = _create_time(process.pid)
+        process.create_time = service_processes.process_create_time(process.pid)
         process.address = None
         process.paused = False
         process.killed = False
         self._record()
 
     def _wait_ready(self, processes: list[ManagedProcess], timeout_s: float | None = None) -> None:
-        deadline_s = time.monotonic() + (timeout_s or self.start_timeout_s)
-        waiting = list(processes)
-        while waiting:
-            for process in list(waiting):
-                ready = process.directory / READY_FILE_NAME
-                if ready.exists():
-                    address = ready.read_text().strip()
-                    if address:
-                        process.address = address
-                        waiting.remove(process)
-                        continue
-                if not process.alive():
-                    code = process.popen.poll() if process.popen else None
-                    raise ConfigurationError(
-                        f"control-store {process.role} {process.name} exited (code {code}) before serving; "
-                        f"last lines of {process.log_path}:\n{process.log_tail()}")
-            if waiting and time.monotonic() > deadline_s:
-                names = ", ".join(p.name for p in waiting)
-                raise ConfigurationError(
-                    f"control-store processes not ready after {timeout_s or self.start_timeout_s:.0f} s: {names}; "
-                    f"last lines of {waiting[0].log_path}:\n{waiting[0].log_tail()}")
-            if waiting:
-                time.sleep(POLL_INTERVAL_S)
+        timeout_s = timeout_s or self.start_timeout_s
+        deadline_s = time.monotonic() + timeout_s
+        for process in processes:  # one deadline for all: they start in parallel
+            process.address = service_processes.wait_ready(
+                process, service_processes.ready_text(process.directory / READY_FILE_NAME), timeout_s,
+                what=f"serving (control-store {process.role})", deadline_s=deadline_s)
         self._record()
 
     # ------------------------------------------------------ observation
@@ -295,7 +245,7 @@ class ControlStoreCluster:
     def _coordinator_stub(self) -> coordinator_pb2_grpc.ChainCoordinatorStub:
         with self._lock:
             if self._channel is None:
-                self._channel = make_channel(self.address, self.token)
+                self._channel = make_channel(self.address, self.token, root_cert=self.root_cert)
             return coordinator_pb2_grpc.ChainCoordinatorStub(self._channel)
 
     def _ask_coordinator(self, method: str, request):
@@ -323,7 +273,7 @@ class ControlStoreCluster:
 
     def replica_status(self, shard: int, index: int) -> dict:
         """A replica's own Status as a dict."""
-        return replica_status(self.replica_processes[(shard, index)].address, self.token)
+        return replica_status(self.replica_processes[(shard, index)].address, self.token, root_cert=self.root_cert)
 
     def wait_for(self, predicate, what: str, timeout_s: float | None = None):
         """Poll ``predicate(config)`` until it returns something truthy."""
@@ -528,35 +478,7 @@ class ControlStoreCluster:
 def stop_processes(processes: list[ManagedProcess], grace_s: float = STOP_GRACE_S) -> list[str]:
     """SIGTERM, wait, SIGKILL; by pid / process group only. Returns the
     names of the processes that had to be killed."""
-    running = [p for p in processes if p is not None and p.pid and p.alive()]
-    for process in running:
-        if process.paused:
-            _signal_group(process.pid, signal.SIGCONT)
-        _signal_group(process.pid, signal.SIGTERM)
-    deadline_s = time.monotonic() + grace_s
-    killed = []
-    for process in running:
-        while process.alive() and time.monotonic() < deadline_s:
-            time.sleep(POLL_INTERVAL_S)
-        if process.alive():
-            killed.append(process.name)
-            _signal_group(process.pid, signal.SIGKILL)
-        if process.popen is not None:
-            try:
-                process.popen.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        else:
-            _wait_gone(process, grace_s)
-        # Anything the process itself started shares its process group.
-        _signal_group(process.pid, signal.SIGKILL)
-    return killed
-
-
-def _wait_gone(process: ManagedProcess, timeout_s: float) -> None:
-    deadline_s = time.monotonic() + timeout_s
-    while process.alive() and time.monotonic() < deadline_s:
-        time.sleep(POLL_INTERVAL_S)
+    return service_processes.stop_services([p for p in processes if p is not None], grace_s=grace_s)
 
 
 def load_record(dir: str | os.PathLike) -> dict:
@@ -590,8 +512,8 @@ def stop_recorded(dir: str | os.PathLike) -> tuple[list[str], list[str]]:
     return [p.name for p in running], gone
 
 
-def replica_status(address: str, token: str) -> dict:
-    with make_channel(address, token) as channel:
+def replica_status(address: str, token: str, *, root_cert: bytes | None = None) -> dict:
+    with make_channel(address, token, root_cert=root_cert) as channel:
         stub = control_store_pb2_grpc.ControlStoreReplicaStub(channel)
         try:
             reply = stub.Status(control_store_pb2.ReplicaStatusRequest(), timeout=STATUS_RPC_TIMEOUT_S)
@@ -600,8 +522,8 @@ def replica_status(address: str, token: str) -> dict:
     return MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
-def coordinator_status(address: str, token: str) -> dict:
-    with make_channel(address, token) as channel:
+def coordinator_status(address: str, token: str, *, root_cert: bytes | None = None) -> dict:
+    with make_channel(address, token, root_cert=root_cert) as channel:
         stub = coordinator_pb2_grpc.ChainCoordinatorStub(channel)
         try:
             reply = stub.Status(coordinator_pb2.CoordinatorStatusRequest(), timeout=STATUS_RPC_TIMEOUT_S)

@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
-from lineagerun.control.cluster import recorded_process_alive
+from lineagerun import processes
 from lineagerun.exceptions import ConfigurationError
+from lineagerun.processes import ServiceProcess
+from lineagerun.transport.tls import TlsConfig, child_env
 
 # LINEAGERUN_SESSION_ROOT moves every session of the CLI and of Cluster
 # elsewhere (tests isolate `lineagerun stop` from other clusters that way).
@@ -39,36 +36,11 @@ SESSION_ROOT = os.environ.get("LINEAGERUN_SESSION_ROOT", "/tmp/lineagerun")
 HEAD_FILE_NAME = "head.json"
 PROCS_DIR_NAME = "procs"
 TOKEN_FILE_NAME = "token"
-# Python start-up plus imports take ~0.5-1 s; a loaded 2-core CI machine far more.
-START_TIMEOUT_S = 60.0
-STOP_GRACE_S = 5.0
-POLL_INTERVAL_S = 0.02
-LOG_TAIL_CHARS = 3000
+START_TIMEOUT_S = processes.START_TIMEOUT_S
+STOP_GRACE_S = processes.STOP_GRACE_S
 
-
-@dataclass
-class LaunchedProcess:
-    name: str
-    role: str               # "scheduler" | "node"
-    pid: int
-    create_time: float | None
-    log_path: Path
-    popen: subprocess.Popen | None = None
-
-    def alive(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is None
-        return recorded_process_alive(self.pid, self.create_time)
-
-    def record(self) -> dict:
-        return {"name": self.name, "role": self.role, "pid": self.pid, "create_time": self.create_time,
-                "log": str(self.log_path)}
-
-    def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
-        except OSError:
-            return ""
+# A scheduler or node manager process (``role``: "scheduler" | "node").
+LaunchedProcess = ServiceProcess
 
 
 def new_session_dir(root: str | None = None) -> Path:
@@ -87,51 +59,31 @@ def write_json_atomic(path: Path, value: dict) -> None:
     os.replace(tmp, path)
 
 
-def launch(session_dir: Path, name: str, role: str, argv: list[str], *, env: dict | None = None) -> LaunchedProcess:
-    log_path = session_dir / "logs" / f"{name}.log"
-    with open(log_path, "ab") as log:
-        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True, close_fds=True,
-                                 env=dict(env or os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        create_time = psutil.Process(popen.pid).create_time()
-    except psutil.Error:
-        create_time = None
-    process = LaunchedProcess(name, role, popen.pid, create_time, log_path, popen)
+def launch(session_dir: Path, name: str, role: str, argv: list[str], *, env: dict | None = None) -> ServiceProcess:
+    """Start a scheduler or node manager of the session and record it for ``stop``."""
+    process = processes.start_service(argv, session_dir / "logs" / f"{name}.log", name=name, role=role, env=env)
     procs = session_dir / PROCS_DIR_NAME
     procs.mkdir(exist_ok=True)
     write_json_atomic(procs / f"{name}.json", process.record())
     return process
 
 
-def wait_ready(process: LaunchedProcess, ready_path: Path, timeout_s: float = START_TIMEOUT_S) -> dict:
-    deadline_s = time.monotonic() + timeout_s
-    while True:
-        if ready_path.exists():
-            try:
-                return json.loads(ready_path.read_text())
-            except ValueError:
-                pass  # written by rename: only an old partial read; retry
-        if not process.alive():
-            raise ConfigurationError(f"{process.name} exited before serving; {process.log_path}:\n"
-                                     f"{process.log_tail()}")
-        if time.monotonic() > deadline_s:
-            raise ConfigurationError(f"{process.name} did not write {ready_path} within {timeout_s:.0f} s; "
-                                     f"see {process.log_path}")
-        time.sleep(POLL_INTERVAL_S)
+def wait_ready(process: ServiceProcess, ready_path: Path, timeout_s: float = START_TIMEOUT_S) -> dict:
+    return processes.wait_ready(process, processes.ready_json(ready_path), timeout_s,
+                                what=f"serving (no {ready_path})")
 
 
 def start_scheduler(session_dir: Path, control_address: str, *, host: str = "127.0.0.1", port: int = 0,
                     heartbeat_interval_ms: int = 100, node_timeout_ms: int = 1000,
-                    tls: tuple[str, str] | None = None) -> tuple[LaunchedProcess, str]:
+                    tls: TlsConfig | None = None) -> tuple[LaunchedProcess, str]:
     argv = [sys.executable, "-m", "lineagerun.scheduler", "--session-dir", str(session_dir),
             "--control-store", control_address, "--token-file", str(session_dir / TOKEN_FILE_NAME),
             "--host", host, "--port", str(port), "--heartbeat-interval-ms", str(heartbeat_interval_ms),
             "--node-timeout-ms", str(node_timeout_ms)]
     if tls is not None:
-        argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        argv += tls.argv()
     (session_dir / "scheduler" / "ready.json").unlink(missing_ok=True)
-    process = launch(session_dir, "scheduler", "scheduler", argv)
+    process = launch(session_dir, "scheduler", "scheduler", argv, env=child_env(tls))
     ready = wait_ready(process, session_dir / "scheduler" / "ready.json")
     return process, ready["address"]
 
@@ -139,7 +91,7 @@ def start_scheduler(session_dir: Path, control_address: str, *, host: str = "127
 def node_argv(session_dir: Path, control_address: str, scheduler_address: str | None, node_id_hex: str, *,
               num_cpus: float, num_gpus: float = 0, resources: dict | None = None,
               object_store_memory: int | None = None, host: str = "127.0.0.1", port: int = 0,
-              heartbeat_interval_ms: int = 100, tls: tuple[str, str] | None = None,
+              heartbeat_interval_ms: int = 100, tls: TlsConfig | None = None,
               token_file: Path | None = None, extra: list[str] | None = None) -> list[str]:
     argv = [sys.executable, "-m", "lineagerun.node", "--session-dir", str(session_dir),
             "--control-store", control_address, "--token-file", str(token_file or session_dir / TOKEN_FILE_NAME),
@@ -154,7 +106,7 @@ def node_argv(session_dir: Path, control_address: str, scheduler_address: str | 
     if object_store_memory:
         argv += ["--object-store-memory", str(object_store_memory)]
     if tls is not None:
-        argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        argv += tls.argv()
     return argv + list(extra or [])
 
 
@@ -162,60 +114,25 @@ def start_node(session_dir: Path, control_address: str, scheduler_address: str, 
                ) -> tuple[LaunchedProcess, dict]:
     node_id_hex = os.urandom(28).hex()
     argv = node_argv(session_dir, control_address, scheduler_address, node_id_hex, **node_args)
-    process = launch(session_dir, f"node-{node_id_hex[:16]}", "node", argv)
+    # Its workers inherit the TLS setting through the environment.
+    process = launch(session_dir, f"node-{node_id_hex[:16]}", "node", argv, env=child_env(node_args.get("tls")))
     ready = wait_ready(process, session_dir / "nodes" / node_id_hex / "ready.json")
     return process, ready
 
 
-def signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def stop_process(process: LaunchedProcess, *, force: bool = False, grace_s: float = STOP_GRACE_S) -> None:
+def stop_process(process: ServiceProcess, *, force: bool = False, grace_s: float = STOP_GRACE_S) -> None:
     """Stop a process and its process group (it was started as a session leader)."""
-    if process.alive():
-        signal_group(process.pid, signal.SIGKILL if force else signal.SIGTERM)
-        deadline_s = time.monotonic() + grace_s
-        while process.alive() and time.monotonic() < deadline_s:
-            time.sleep(POLL_INTERVAL_S)
-    # Anything left of the group (workers of a node manager that was killed).
-    if recorded_process_alive(process.pid, process.create_time) or process.popen is not None:
-        signal_group(process.pid, signal.SIGKILL)
-    if process.popen is not None:
-        try:
-            process.popen.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-    _kill_leftover_group(process.pid)
+    processes.stop_service(process, force=force, grace_s=grace_s)
 
 
-def _kill_leftover_group(pgid: int) -> None:
-    """Workers of a SIGKILLed node manager are in its process group even
-    after it is gone; the group id is ours as long as any member lives."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def recorded_processes(session_dir: Path) -> list[LaunchedProcess]:
-    processes = []
+def recorded_processes(session_dir: Path) -> list[ServiceProcess]:
+    recorded = []
     for path in sorted((session_dir / PROCS_DIR_NAME).glob("*.json")):
         try:
-            entry = json.loads(path.read_text())
-        except (OSError, ValueError):
+            recorded.append(ServiceProcess.from_record(json.loads(path.read_text())))
+        except (OSError, ValueError, KeyError):
             continue
-        processes.append(LaunchedProcess(entry["name"], entry["role"], entry["pid"], entry.get("create_time"),
-                                         Path(entry.get("log", ""))))
-    return processes
+    return recorded
 
 
 def cleanup_node_store(session_dir: Path, node_id_hex: str) -> None:

@@ -1,6 +1,6 @@
 """python -m lineagerun.scheduler --session-dir DIR --control-store HOST:PORT
 --token-file FILE [--host 127.0.0.1] [--port 0] [--heartbeat-interval-ms 100]
-[--node-timeout-ms 1000]
+[--node-timeout-ms 1000] [--tls-cert F --tls-key F] [--tls-ca F]
 
 Serves the global scheduler and writes ``DIR/scheduler/ready.json``
 (``{"address": "host:port", "pid": N}``, written to a temporary file and
@@ -25,6 +25,7 @@ from lineagerun.control.client import ControlStoreClient
 from lineagerun.exceptions import ConfigurationError, InvalidArgumentError
 from lineagerun.rpc import scheduler_pb2_grpc
 from lineagerun.scheduler.server import SchedulerService, SchedulerSettings
+from lineagerun.transport import tls
 from lineagerun.transport.auth import read_token_file
 from lineagerun.transport.channels import DEFAULT_HOST, bind, make_aio_server
 
@@ -46,8 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="how often node managers report load (and how often liveness is checked)")
     p.add_argument("--node-timeout-ms", default=1000, type=int,
                    help="a node silent this long is declared dead")
-    p.add_argument("--tls-cert", default=None, type=Path, help="PEM certificate: serve TLS (with --tls-key)")
-    p.add_argument("--tls-key", default=None, type=Path)
+    tls.add_flags(p)  # serve TLS; the control-store client checks against --tls-ca
     return p
 
 
@@ -69,8 +69,7 @@ async def serve(args: argparse.Namespace, settings: SchedulerSettings, token: st
     service = SchedulerService(settings, store)
     server = make_aio_server(token)
     scheduler_pb2_grpc.add_GlobalSchedulerServicer_to_server(service.servicer(), server)
-    tls = (args.tls_key.read_bytes(), args.tls_cert.read_bytes()) if args.tls_cert and args.tls_key else None
-    port = bind(server, args.host, args.port, token, tls=tls)
+    port = bind(server, args.host, args.port, token)  # TLS if the process's setting has a certificate
     address = f"{args.host}:{port}"
     ready_dir = args.session_dir / "scheduler"
     try:
@@ -98,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.port < 65536:
             raise ConfigurationError(f"--port {args.port} is not a TCP port")
         token = read_token_file(args.token_file)
+        tls.configure_process_tls(tls.from_flags(args.tls_cert, args.tls_key, args.tls_ca) or tls.process_tls())
     except (ConfigurationError, InvalidArgumentError) as err:
         print(f"lineagerun scheduler: error: {err}", file=sys.stderr, flush=True)
         return EXIT_BAD_ARGUMENTS

@@ -13,6 +13,7 @@ from lineagerun.transport.auth import (
     AioTokenServerInterceptor,
     TokenServerInterceptor,
 )
+from lineagerun.transport.tls import process_tls
 
 # Objects larger than this move in chunks (object transfer) rather than in one
 # message; 64 MiB keeps a single message well under gRPC's hard 2 GiB limit
@@ -69,9 +70,14 @@ def make_aio_server(token: str | None):
 
 
 def bind(server, host: str, port: int, token: str | None, tls: tuple[bytes, bytes] | None = None) -> int:
-    """Bind ``server`` and return the real port (``port=0`` picks one)."""
+    """Bind ``server`` and return the real port (``port=0`` picks one).
+    ``tls``: (key, certificate) to serve TLS with; None: the process's TLS
+    setting (``transport.tls``), if it has a certificate."""
     check_bind(host, token)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if tls is None:
+        default = process_tls()
+        tls = default.server_pair() if default is not None and default.can_serve else None
     if tls is not None:
         key, cert = tls
         creds = grpc.ssl_server_credentials([(key, cert)])
@@ -123,8 +129,19 @@ class _Details(grpc.ClientCallDetails):
         self.compression = getattr(d, "compression", None)
 
 
+def _root_cert(address: str, root_cert: bytes | None) -> bytes | None:
+    """The CA to check ``address`` against: the caller's, else the process's
+    TLS setting; unix sockets stay plain (only this machine's user opens them)."""
+    if root_cert is not None or address.startswith("unix:"):
+        return root_cert
+    default = process_tls()
+    return default.ca_pem if default is not None else None
+
+
 def make_channel(address: str, token: str | None, *, root_cert: bytes | None = None):
-    """A threaded-client channel that sends ``token`` on every call."""
+    """A threaded-client channel that sends ``token`` on every call; TLS
+    with ``root_cert`` (or the process's TLS setting) as CA."""
+    root_cert = _root_cert(address, root_cert)
     if root_cert is not None:
         creds = grpc.ssl_channel_credentials(root_certificates=root_cert)
         channel = grpc.secure_channel(address, creds, options=_CLIENT_OPTIONS)
@@ -166,7 +183,8 @@ class _AioTokenStreamStream(_AioTokenBase, grpc.aio.StreamStreamClientIntercepto
 
 
 def make_aio_channel(address: str, token: str | None, *, root_cert: bytes | None = None):
-    """An asyncio channel that sends ``token`` on every call."""
+    """An asyncio channel that sends ``token`` on every call (TLS as ``make_channel``)."""
+    root_cert = _root_cert(address, root_cert)
     interceptors = ([_AioTokenUnaryUnary(token), _AioTokenUnaryStream(token),
                      _AioTokenStreamUnary(token), _AioTokenStreamStream(token)] if token else None)
     if root_cert is not None:

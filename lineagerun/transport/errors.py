@@ -12,6 +12,7 @@ import grpc
 
 from lineagerun.exceptions import (
     ERROR_CLASSES_BY_CODE,
+    AuthenticationError,
     RpcError,
     RpcTimeoutError,
     UnavailableError,
@@ -61,6 +62,21 @@ async def abort_aio(context, exc: BaseException):
     await context.abort(status, message)
 
 
+def _tls_problem(details: str) -> str:
+    """What a failed TLS handshake means, from gRPC's status details."""
+    if "handshake failed" not in details.lower():
+        return ""
+    if "CERTIFICATE_VERIFY_FAILED" in details:
+        return ("TLS refused: the server's certificate is not signed by the CA this process trusts "
+                "(--tls-ca / LINEAGERUN_TLS_CA, or the cluster's tls.json); give it the cluster's CA")
+    if "WRONG_VERSION_NUMBER" in details:
+        return ("TLS refused: the server does not speak TLS (a plaintext cluster?); connect without TLS "
+                "or start the cluster with --tls-cert/--tls-key")
+    if "peer name" in details.lower() or "not in peer certificate" in details.lower():
+        return "TLS refused: the server's certificate does not name the address dialled (subjectAltName)"
+    return "TLS handshake failed"
+
+
 def from_rpc_error(err: grpc.RpcError, *, what: str = "") -> RpcError:
     """The lineagerun exception for a failed call."""
     code = None
@@ -81,6 +97,12 @@ def from_rpc_error(err: grpc.RpcError, *, what: str = "") -> RpcError:
     if status == grpc.StatusCode.DEADLINE_EXCEEDED:
         return RpcTimeoutError(f"{prefix}deadline exceeded ({details})")
     if status == grpc.StatusCode.UNAVAILABLE:
+        tls_problem = _tls_problem(details or "")
+        if tls_problem:  # not transient: retrying cannot help
+            return AuthenticationError(f"{prefix}{tls_problem} ({details})")
+        if "Socket closed" in (details or ""):
+            details += ("; if the cluster uses TLS, this process has no TLS setting: give it the cluster's CA "
+                        "(--tls-ca or LINEAGERUN_TLS_CA)")
         return UnavailableError(f"{prefix}peer unavailable ({details})")
     if status == grpc.StatusCode.UNAUTHENTICATED:
         return ERROR_CLASSES_BY_CODE["UNAUTHENTICATED"](f"{prefix}{details}")

@@ -1,6 +1,6 @@
 """python -m lineagerun.control.coordinator --dir DIR --shards S --replicas R
 [--host 127.0.0.1] [--port 0] --token-file FILE [--heartbeat-interval-ms 100]
-[--failure-timeout-ms 1000] [--lease-ms 600]
+[--failure-timeout-ms 1000] [--lease-ms 600] [--tls-cert F --tls-key F] [--tls-ca F]
 
 Exit codes: 0 clean stop (SIGTERM/SIGINT); 2 bad command line; 3 the
 directory belongs to another layout or another coordinator holds it;
@@ -19,6 +19,7 @@ from lineagerun.control.coordinator.persistence import ConfigStore, CorruptConfi
 from lineagerun.control.coordinator.server import CoordinatorOptions, FatalCoordinatorError, serve
 from lineagerun.core.chain.coordinator_events import CoordinatorSettings
 from lineagerun.exceptions import ConfigurationError
+from lineagerun.transport import tls
 from lineagerun.transport.auth import read_token_file
 from lineagerun.transport.channels import DEFAULT_HOST
 
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-interval-ms", default=100, type=int)
     p.add_argument("--failure-timeout-ms", default=1000, type=int)
     p.add_argument("--lease-ms", default=600, type=int)
+    tls.add_flags(p)  # the coordinator serves, and dials the replicas, over TLS
     return p
 
 
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.port < 65536:
             raise ConfigurationError(f"--port {args.port} is not a TCP port")
         token = read_token_file(args.token_file)
+        tls.configure_process_tls(tls.from_flags(args.tls_cert, args.tls_key, args.tls_ca) or tls.process_tls())
     except ConfigurationError as err:
         return _fail(EXIT_BAD_ARGUMENTS, str(err))
     try:

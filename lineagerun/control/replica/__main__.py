@@ -21,7 +21,7 @@ from lineagerun.control.replica.storage import DURABILITY_MODES, RocksStorage
 from lineagerun.core.chain.replica import ReplicaCore, ReplicaSettings
 from lineagerun.exceptions import ConfigurationError, ShardMismatchError
 from lineagerun.rpc import control_store_pb2_grpc
-from lineagerun.transport import channels
+from lineagerun.transport import channels, tls
 from lineagerun.transport.auth import read_token_file
 
 EXIT_SHARD_MISMATCH = 3
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-key-bytes", default=4096, type=int)
     p.add_argument("--max-value-bytes", default=16 * 1024 * 1024, type=int)
     p.add_argument("--log-level", default=os.environ.get("LINEAGERUN_LOG_LEVEL", "WARNING"))
+    tls.add_flags(p)  # the replica serves, and dials its peers and the coordinator, over TLS
     return p
 
 
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         args.dir.mkdir(parents=True, exist_ok=True)
         identity = check_identity(args.dir, args.shard, args.replica_id)
         token = read_token_file(args.token_file)
+        tls.configure_process_tls(tls.from_flags(args.tls_cert, args.tls_key, args.tls_ca) or tls.process_tls())
     except ShardMismatchError as err:
         print_fatal(err)
         return EXIT_SHARD_MISMATCH
