@@ -3,8 +3,9 @@ holding TASKS recorded tasks (default 100,000), one of which ends a chain of
 ANCESTORS (default 10,000) tasks.
 
 Records are synthetic but laid out as the runtime writes them (a TaskSpec,
-a TaskAttempt and an ObjectRecord per task; every 10th task retried), all in
-one job, written through ControlStoreClient to a real control store (1 shard
+a TaskAttempt and an ObjectRecord per task; every 10th task retried, with a
+WORKER_DIED and a TASK_RETRIED event, and every 100th an OBJECT_LOST and
+OBJECT_RECONSTRUCTED pair: ~20,000 recovery events), all in one job, written through ControlStoreClient to a real control store (1 shard
 x 1 replica by default). Each command runs as its own process, as a user
 runs it; the table gives its wall time, its CPU time (user + system of the
 CLI process alone: less sensitive to a loaded machine than wall time; live
@@ -62,7 +63,15 @@ def populate(client, tasks: int, ancestors: int) -> str:
             previous = recorder.task(step, [ObjectID.from_index(previous, 1).binary()])
         else:
             attempts = [Attempt()] if i % 10 else [Attempt(pb.FIRST_RUN, pb.FAILED, node=1), Attempt(pb.RETRY)]
-            recorder.task(other, [], attempts=attempts)
+            tid = recorder.task(other, [], attempts=attempts)
+            if i % 10 == 0:
+                recorder.event(pb.WORKER_DIED, i, 4 * i, task_id=tid.binary())
+                recorder.event(pb.TASK_RETRIED, i, 4 * i + 1, task_id=tid.binary(), attempt_number=1,
+                               duration_ms=i % 97)
+            if i % 100 == 0:
+                oid = ObjectID.from_index(tid, 1).binary()
+                recorder.event(pb.OBJECT_LOST, i, 4 * i + 2, object_id=oid)
+                recorder.event(pb.OBJECT_RECONSTRUCTED, i + 5, 4 * i + 3, object_id=oid, duration_ms=5 + i % 89)
         written += 1
         if written % FLUSH_TASKS == 0:
             recorder.flush(client)
@@ -94,6 +103,8 @@ def commands(target: str, trace: Path) -> list[list[str]]:
         ["list", "tasks"],
         ["list", "tasks", "-f", "reasons=first_run,retry", "--limit", "100000", "--format", "json"],
         ["summary", "tasks"],
+        ["summary", "recovery"],
+        ["list", "events", "-f", "recovery=true", "--limit", "100000", "--format", "json"],
         ["timeline", "-o", str(trace)],
     ]
 

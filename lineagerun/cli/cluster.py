@@ -20,6 +20,8 @@ import click
 from lineagerun.exceptions import LineagerunError
 
 CONTROL_STORE_DIR_NAME = "control"
+# `status` gives up reading the recovery counters after this long.
+STATUS_READ_TIMEOUT_S = 10.0
 
 
 def _resources(text: str | None) -> dict:
@@ -41,10 +43,17 @@ def _default_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _tls(cert: str | None, key: str | None) -> tuple[str, str] | None:
-    if bool(cert) != bool(key):
-        raise click.BadParameter("--tls-cert and --tls-key go together")
-    return (str(Path(cert).resolve()), str(Path(key).resolve())) if cert else None
+def _tls(cert: str | None, key: str | None, ca: str | None):
+    """The TLS files of the command line (None: not given)."""
+    from lineagerun.transport.tls import from_flags
+
+    if ca and not cert:
+        raise click.BadParameter("--tls-ca needs --tls-cert and --tls-key (this node serves TLS too)")
+    try:
+        return from_flags(cert and str(Path(cert).resolve()), key and str(Path(key).resolve()),
+                          ca and str(Path(ca).resolve()))
+    except LineagerunError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 @click.command("start")
@@ -66,16 +75,20 @@ def _tls(cert: str | None, key: str | None) -> tuple[str, str] | None:
 @click.option("--heartbeat-interval-ms", default=100, show_default=True, type=click.IntRange(1, 60_000))
 @click.option("--node-timeout-ms", default=1000, show_default=True, type=click.IntRange(10, 600_000))
 @click.option("--tls-cert", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="PEM certificate: node managers and the scheduler serve TLS (with --tls-key)")
-@click.option("--tls-key", default=None, type=click.Path(exists=True, dir_okay=False))
+              help="PEM certificate naming the hosts (subjectAltName): every process serves TLS (with --tls-key); "
+                   "join: default the cluster's")
+@click.option("--tls-key", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="PEM private key of --tls-cert")
+@click.option("--tls-ca", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="PEM CA that signed the certificates (default: --tls-cert itself, self-signed)")
 def start(head, address, port, num_cpus, num_gpus, resources, object_store_memory, shards, replicas, host,
-          token_file, heartbeat_interval_ms, node_timeout_ms, tls_cert, tls_key) -> None:
+          token_file, heartbeat_interval_ms, node_timeout_ms, tls_cert, tls_key, tls_ca) -> None:
     """Start a head (--head) or join a node to a cluster (--address)."""
     if head == bool(address):
         raise click.UsageError("pass exactly one of --head or --address HOST:PORT")
     node_args = {"num_cpus": num_cpus if num_cpus is not None else _default_cpus(), "num_gpus": num_gpus,
                  "resources": _resources(resources), "object_store_memory": object_store_memory, "host": host,
-                 "heartbeat_interval_ms": heartbeat_interval_ms, "tls": _tls(tls_cert, tls_key)}
+                 "heartbeat_interval_ms": heartbeat_interval_ms, "tls": _tls(tls_cert, tls_key, tls_ca)}
     try:
         if head:
             _start_head(port, shards, replicas, host, node_timeout_ms, node_args)
@@ -90,13 +103,15 @@ def _start_head(port, shards, replicas, host, node_timeout_ms, node_args) -> Non
     from lineagerun.node import launcher
     from lineagerun.transport.auth import new_token, write_token_file
     from lineagerun.transport.channels import check_bind
+    from lineagerun.transport.tls import write_session_tls
 
     token = new_token()
     check_bind(host, token)
     session_dir = launcher.new_session_dir()
     write_token_file(session_dir / launcher.TOKEN_FILE_NAME, token)
+    write_session_tls(session_dir, node_args["tls"])  # joining nodes and drivers read it there
     control = ControlStoreCluster(session_dir / CONTROL_STORE_DIR_NAME, shards=shards, replicas=replicas,
-                                  token=token, host=host, coordinator_port=port)
+                                  token=token, host=host, coordinator_port=port, tls=node_args["tls"])
     started = []
     try:
         control.start()
@@ -116,12 +131,15 @@ def _start_head(port, shards, replicas, host, node_timeout_ms, node_args) -> Non
         "address": control.address, "scheduler": scheduler_address, "host": host,
         "head_node_id": ready["node_id"], "started_by": "lineagerun start",
         "control_store_dir": str(session_dir / CONTROL_STORE_DIR_NAME),
-        "tls_cert": node_args["tls"][0] if node_args["tls"] else ""})
+        # What `status` checks servers against: the CA.
+        "tls_cert": node_args["tls"].ca_file if node_args["tls"] else ""})
     click.echo(f"lineagerun head started (session {session_dir})")
     click.echo(f"  cluster address:  {control.address}")
     click.echo(f"  global scheduler: {scheduler_address}")
     click.echo(f"  head node:        {ready['node_id']} at {ready['address']}")
     click.echo(f"  token file:       {session_dir / launcher.TOKEN_FILE_NAME} (mode 0600)")
+    if node_args["tls"] is not None:
+        click.echo(f"  TLS:              every link; CA {node_args['tls'].ca_file}")
     click.echo("to join a node:     lineagerun start --address " + control.address
                + ("" if host in ("127.0.0.1", "localhost") else " --token-file <copy of the token file>"))
     click.echo(f"to connect:         lineagerun.init(address=\"{control.address}\")  (or \"auto\")")
@@ -145,11 +163,14 @@ def _find_cluster(address: str):
 def _join(address, token_file, node_args) -> None:
     from lineagerun.node import launcher
     from lineagerun.transport.auth import read_token_file, write_token_file
+    from lineagerun.transport.tls import read_session_tls, write_session_tls
 
     found = _find_cluster(address)
     if found is not None:
         session_dir, head = found
         scheduler_address = head["scheduler"]
+        if node_args["tls"] is None:
+            node_args["tls"] = read_session_tls(session_dir)  # the cluster's own files
     else:
         # Another machine's cluster: a local session directory of our own,
         # with a copy of the token; the scheduler's address comes from the
@@ -164,9 +185,11 @@ def _join(address, token_file, node_args) -> None:
         if not scheduler_address:
             raise click.ClickException("joining from another machine needs LINEAGERUN_SCHEDULER_ADDRESS "
                                        "(printed by start --head as 'global scheduler')")
+        write_session_tls(session_dir, node_args["tls"])
         launcher.write_json_atomic(session_dir / launcher.HEAD_FILE_NAME, {
             "address": address, "scheduler": scheduler_address, "host": node_args["host"], "head_node_id": "",
-            "started_by": "lineagerun start --address"})
+            "started_by": "lineagerun start --address",
+            "tls_cert": node_args["tls"].ca_file if node_args["tls"] else ""})
     node, ready = launcher.start_node(session_dir, address, scheduler_address, **node_args)
     click.echo(f"lineagerun node {ready['node_id']} joined {address} at {ready['address']} "
                f"(session {session_dir}, pid {node.pid})")
@@ -226,11 +249,23 @@ def status(address: str, as_json: bool) -> None:
         raise click.ClickException(f"no running cluster found for {address!r}; start one: lineagerun start --head")
     head = launcher.read_head(chosen)
     token = read_token_file(chosen / launcher.TOKEN_FILE_NAME)
+    _use_session_tls(chosen)
     report = collect_status(head, token)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         click.echo(render_status(report))
+
+
+def _use_session_tls(session_dir: Path) -> None:
+    """Talk to a TLS cluster's services with its CA (this process serves nothing)."""
+    from lineagerun.transport.tls import configure_process_tls, read_session_tls
+
+    try:
+        config = read_session_tls(session_dir)
+    except LineagerunError as err:
+        raise click.ClickException(str(err)) from None
+    configure_process_tls(config.client_only() if config is not None else None)
 
 
 def collect_status(head: dict, token: str) -> dict:
@@ -256,6 +291,16 @@ def collect_status(head: dict, token: str) -> dict:
                                      "chain": [r["replica_id"] for r in shard.get("chain", [])]})
     except LineagerunError as err:
         report["control_store_error"] = str(err)
+    try:  # recovery counters (issue 5), read from the control store's events and attempts
+        from lineagerun.state import recovery_summary
+
+        if "control_store_error" in report:  # do not wait for it a second time
+            report["recovery_error"] = "the control store is unreachable"
+        else:
+            report["recovery"] = recovery_summary(address=head["address"], token=token,
+                                                  timeout_s=STATUS_READ_TIMEOUT_S)
+    except LineagerunError as err:
+        report["recovery_error"] = f"{type(err).__name__}: {err}"
     report["pending_tasks"] = sum(n["pending_tasks"] for n in report["nodes"] if n["alive"])
     return report
 
@@ -278,6 +323,12 @@ def render_status(report: dict) -> str:
     for chain in report["chains"]:
         lines.append(f"control store shard {chain['shard']}: epoch {chain['epoch']}  chain "
                      f"{' -> '.join(chain['chain']) or '(not formed)'}")
+    if "recovery" in report:
+        from lineagerun.state import recovery_lines
+
+        lines.extend(recovery_lines(report["recovery"]))
+    elif "recovery_error" in report:
+        lines.append(f"recovery counters unavailable: {report['recovery_error']}")
     return "\n".join(lines)
 
 

@@ -185,13 +185,22 @@ def get_command(kind: str, the_id: str, fmt: str, source) -> None:
 
 
 @click.command("summary")
-@click.argument("kind", type=click.Choice(("tasks", "actors")))
+@click.argument("kind", type=click.Choice(("tasks", "actors", "recovery")))
 @click.option("--format", "fmt", type=click.Choice(LIST_FORMATS), default="table", show_default=True)
 @_source_options
 def summary_command(kind: str, fmt: str, source) -> None:
-    """Counts by function (or class) and state, with retries and replays."""
+    """Counts by function (or class) and state, with retries and replays;
+    or (recovery) losses, re-executions, rebuilt objects, actor restarts and
+    replayed calls, recovery time p50/max, by event kind."""
     import lineagerun.state as state
 
+    if kind == "recovery":
+        summary = state.recovery_summary(source=source)
+        if fmt == "table":
+            click.echo("\n".join(state.recovery_lines(summary)))
+        else:
+            click.echo(json.dumps(summary, indent=2) if fmt == "json" else to_yaml(summary))
+        return
     summary = state.summarize_tasks(source=source) if kind == "tasks" else state.summarize_actors(source=source)
     if fmt != "table":
         click.echo(json.dumps(summary, indent=2) if fmt == "json" else to_yaml(summary))

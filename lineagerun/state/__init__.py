@@ -9,6 +9,8 @@ one connection.
 
 Lists page through the tables and stop at ``limit``; summaries stream over
 them, counting, so memory stays flat on stores of 100,000s of tasks.
+``recovery_summary`` counts losses, re-executions, rebuilt objects, actor
+restarts and replayed calls, and recovery times (``state/recovery.py``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from lineagerun.state.lineage import (
     ACTOR_STATE_NAMES, EVENT_KIND_NAMES, NO_ATTEMPT_STATE, REASON_NAMES, STATE_NAMES, Catalog, LineageGraph,
     attempt_dict, build_lineage, gc_paused, has_checkpoint, object_status, task_kind,
 )
+from lineagerun.state.recovery import event_items, is_recovery_kind, recovery_lines, summarize_recovery
 from lineagerun.state.source import DirectorySource, LiveSource, MemorySource, Source, open_source
 from lineagerun.state.timeline import NOTHING_TO_SHOW, build_timeline, named_tasks, trace_document, write_trace
 
 __all__ = [
     "list_tasks", "get_task", "list_actors", "get_actor", "list_objects", "get_object", "list_nodes", "list_events",
-    "summarize_tasks", "summarize_actors", "lineage", "timeline", "open_source", "LineageGraph", "Source",
+    "summarize_tasks", "summarize_actors", "recovery_summary", "recovery_lines", "lineage", "timeline", "open_source", "LineageGraph", "Source",
     "LiveSource", "DirectorySource", "MemorySource", "TABLES", "LIST_LIMIT_DEFAULT", "NOTHING_TO_SHOW",
     "trace_document", "write_trace",
 ]
@@ -46,8 +49,8 @@ ACTOR_COLUMNS = ("actor_id", "class_name", "name", "namespace", "state", "node_i
 OBJECT_COLUMNS = ("object_id", "status", "size_bytes", "is_put", "inline", "locations", "producing_task_id", "job_id")
 NODE_COLUMNS = ("node_id", "address", "alive", "incarnation", "resources", "heartbeat_ms", "started_ms", "died_ms",
                 "death_reason")
-EVENT_COLUMNS = ("time_ms", "kind", "task_id", "object_id", "actor_id", "node_id", "attempt_number", "detail",
-                 "duration_ms")
+EVENT_COLUMNS = ("time_ms", "kind", "count", "task_id", "object_id", "actor_id", "node_id", "attempt_number",
+                 "detail", "duration_ms", "recovery", "worker_id", "job_id")
 TABLES = {"tasks": TASK_COLUMNS, "actors": ACTOR_COLUMNS, "objects": OBJECT_COLUMNS, "nodes": NODE_COLUMNS,
           "events": EVENT_COLUMNS}
 # Fixed-point resource amounts in records are in units of 1/10,000.
@@ -83,7 +86,8 @@ def _check_limit(limit: int | None) -> int:
 def parse_filters(filters: Iterable[str] | Mapping[str, Any] | None, columns: tuple[str, ...],
                   table: str) -> list[tuple[str, str, str]]:
     """``key=value`` / ``key!=value`` strings (or a dict of equalities) as
-    (column, op, value); unknown columns are refused, naming the valid ones."""
+    (column, op, value); unknown columns are refused, naming the valid ones.
+    ``key=a|b`` matches either value (``key!=a|b``: neither)."""
     if not filters:
         return []
     items = [f"{k}={v}" for k, v in filters.items()] if isinstance(filters, Mapping) else list(filters)
@@ -105,7 +109,9 @@ def _matches(row: dict, filters: list[tuple[str, str, str]]) -> bool:
     for key, op, value in filters:
         cell = row.get(key)
         text = ("true" if cell else "false") if isinstance(cell, bool) else ("" if cell is None else str(cell))
-        if (text.lower() == value) != (op == "="):
+        text = text.lower()
+        hit = text == value or ("|" in value and text in value.split("|"))
+        if hit != (op == "="):
             return False
     return True
 
@@ -383,20 +389,37 @@ def list_nodes(filters=None, limit: int | None = LIST_LIMIT_DEFAULT, *, address=
 
 def _event_row(record: lineage_pb2.EventRecord) -> dict:
     return {
-        "time_ms": record.time_ms, "kind": EVENT_KIND_NAMES.get(record.kind, "?"),
-        "task_id": hex_or_empty(record.task_id), "object_id": hex_or_empty(record.object_id),
-        "actor_id": hex_or_empty(record.actor_id), "node_id": hex_or_empty(record.node_id),
-        "attempt_number": record.attempt_number, "detail": record.detail, "duration_ms": record.duration_ms,
+        "time_ms": record.time_ms, "kind": EVENT_KIND_NAMES.get(record.kind, f"KIND_{record.kind}"),
+        "count": event_items(record), "task_id": hex_or_empty(record.task_id),
+        "object_id": hex_or_empty(record.object_id), "actor_id": hex_or_empty(record.actor_id),
+        "node_id": hex_or_empty(record.node_id), "attempt_number": record.attempt_number, "detail": record.detail,
+        "duration_ms": record.duration_ms, "recovery": is_recovery_kind(record.kind),
+        "worker_id": hex_or_empty(record.worker_id), "job_id": hex_or_empty(record.job_id),
     }
 
 
 def list_events(filters=None, limit: int | None = LIST_LIMIT_DEFAULT, *, address=None, token=None, token_file=None,
                 dir=None, source: Source | None = None, timeout_s: float | None = None) -> list[dict]:
-    """Events in time order."""
+    """Events in time order; ``-f recovery=true`` keeps losses, retries,
+    replays and restores, ``-f kind=OBJECT_LOST|OBJECT_RECONSTRUCTED`` those kinds."""
     parsed, limit = parse_filters(filters, EVENT_COLUMNS, "events"), _check_limit(limit)
     with _reading(source, address, token, token_file, dir, timeout_s) as src:
         rows = (_event_row(lineage_pb2.EventRecord.FromString(raw)) for _, raw in src.scan(keys.EVENT_PREFIX))
         return _take(rows, parsed, limit)
+
+
+def recovery_summary(*, attempts: bool = True, since_ms: int = 0, address=None, token=None, token_file=None,
+                     dir=None, source: Source | None = None, timeout_s: float | None = None) -> dict:
+    """Recovery counters: tasks re-executed (retries and replays, counted
+    from the attempt records, or from the events without ``attempts``),
+    objects lost and rebuilt, actor deaths, restarts and calls replayed,
+    node and worker deaths, recovery time (p50 and max of the events'
+    ``duration_ms``), and every recovery event kind with its counts
+    (``by_kind``). ``since_ms`` keeps what happened from then on."""
+    if isinstance(since_ms, bool) or not isinstance(since_ms, int) or since_ms < 0:
+        raise InvalidArgumentError(f"since_ms must be an int >= 0 (ms since the epoch), got {since_ms!r}")
+    with _reading(source, address, token, token_file, dir, timeout_s) as src:
+        return summarize_recovery(src, attempts=attempts, since_ms=since_ms)
 
 
 # ----------------------------------------------------------- lineage, timeline

@@ -21,14 +21,20 @@ from lineagerun.core.ids import ActorID, FunctionID, ObjectID, TaskID
 from lineagerun.exceptions import NotFoundError
 from lineagerun.rpc import lineage_pb2
 from lineagerun.state.ids import (
-    attempt_key_raw, hex_or_empty, is_driver_task_raw, is_put_raw, object_key_raw, output_id_raw, parse_lineage_id,
+    hex_or_empty, is_driver_task_raw, is_put_raw, object_key_raw, output_id_raw, parse_lineage_id,
     task_key_raw,
 )
 from lineagerun.state.source import Source
 
-# Attempt numbers read per task per round: most tasks have one or two
-# attempts; a task with more takes another round.
-ATTEMPTS_PROBED_PER_ROUND = 2
+# Attempts of a task are one prefix scan (``attempt/<job><task>``). On a
+# remote store that is a round trip per task and shard, so once a job has
+# this many tasks to read, its whole attempt table is scanned (paged) once
+# instead, keeping only the wanted tasks' records ...
+JOB_ATTEMPT_SCAN_TASKS_MIN = 256
+# ... reading at most this many records per wanted task before falling
+# back to per-task scans for the tasks not reached yet (a big job, few
+# wanted tasks).
+JOB_ATTEMPT_SCAN_RECORDS_PER_TASK_MAX = 50
 # Keys per batched read (the client splits them per shard in pages).
 BATCH_KEYS_MAX = 20_000
 # A lineage walk stops after this many tasks and says the graph is truncated.
@@ -158,29 +164,42 @@ class Catalog:
         return dict(zip(object_ids, records))
 
     def attempts(self, task_ids: list[bytes]) -> dict[bytes, list[lineage_pb2.TaskAttempt]]:
-        """The attempts of each task, in attempt order, read by probing
-        attempt numbers in rounds (batched) rather than one scan per task;
-        numbers after a missing one are not seen (see ``attempts_of``)."""
+        """Every attempt of each task, in attempt order, by range scans: a
+        prefix scan per task, or (many tasks of one job on a remote store)
+        one paged scan of the job's attempts. Exact even where an attempt
+        number is missing (attempt records are written best effort)."""
         found: dict[bytes, list[lineage_pb2.TaskAttempt]] = {t: [] for t in task_ids}
-        pending = list(dict.fromkeys(task_ids))
-        first = 0
-        while pending:
-            numbers = range(first, first + ATTEMPTS_PROBED_PER_ROUND)
-            probe = [(t, n) for t in pending for n in numbers]
-            records = self.get_records([attempt_key_raw(t, n) for t, n in probe], lineage_pb2.TaskAttempt)
-            full: dict[bytes, int] = {}
-            for (task_id, _), record in zip(probe, records):
-                if record is not None:
-                    found[task_id].append(record)
-                    full[task_id] = full.get(task_id, 0) + 1
-            pending = [t for t in pending if full.get(t) == ATTEMPTS_PROBED_PER_ROUND]
-            first += ATTEMPTS_PROBED_PER_ROUND
+        by_job: dict[bytes, list[bytes]] = {}
+        for task_id in found:
+            by_job.setdefault(task_id[-4:], []).append(task_id)
+        local = getattr(self.source, "local", False)
+        for job, wanted in by_job.items():
+            if not local and len(wanted) >= JOB_ATTEMPT_SCAN_TASKS_MIN:
+                wanted = self._scan_job_attempts(job, wanted, found)
+            for task_id in wanted:
+                found[task_id] = self.attempts_of(task_id)
         return found
 
+    def _scan_job_attempts(self, job: bytes, wanted: list[bytes],
+                           found: dict[bytes, list[lineage_pb2.TaskAttempt]]) -> list[bytes]:
+        """Fill ``found`` from one scan of ``attempt/<job>``; returns the
+        tasks the bounded scan did not reach (to be read one by one)."""
+        wanted_set = set(wanted)
+        body_start = len(keys.ATTEMPT_PREFIX) + 4
+        body_end = body_start + TaskID.SIZE
+        budget = len(wanted) * JOB_ATTEMPT_SCAN_RECORDS_PER_TASK_MAX
+        parse = lineage_pb2.TaskAttempt.FromString
+        for scanned, (key, raw) in enumerate(self.source.scan(keys.ATTEMPT_PREFIX + job)):
+            task_id = key[body_start:body_end]
+            if scanned >= budget:
+                # Keys come in order: tasks before this one are complete.
+                return [t for t in wanted if t >= task_id]
+            if task_id in wanted_set:
+                found[task_id].append(parse(raw))
+        return []
+
     def attempts_of(self, task_id: bytes) -> list[lineage_pb2.TaskAttempt]:
-        """Every attempt of one task by a prefix scan: exact even when an
-        attempt number is missing (attempt records are written best effort;
-        ``attempts`` probes numbers and stops at the first gap)."""
+        """Every attempt of one task: a prefix scan of ``attempt/<job><task>``."""
         return [lineage_pb2.TaskAttempt.FromString(raw)
                 for _, raw in self.source.scan(keys.ATTEMPT_PREFIX + task_id[-4:] + task_id)]
 

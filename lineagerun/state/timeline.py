@@ -5,7 +5,8 @@
 - flow events (``ph: "s"`` / ``"f"``) from the task that made an argument to
   the task that used it (the latest attempts of both);
 - instant events (``ph: "i"``) for faults and recoveries from the event
-  table (node and worker deaths, lost and rebuilt objects, actor restarts).
+  table (node and worker deaths, lost and rebuilt objects, actor restarts:
+  every kind but the routine ones, ``recovery.is_recovery_kind``).
 
 Times in the trace are microseconds (the format's unit); the records hold
 milliseconds. Tasks and attempts are read by one merged pass over the
@@ -22,18 +23,13 @@ from lineagerun.core.ids import TaskID
 from lineagerun.rpc import lineage_pb2
 from lineagerun.state.ids import hex_or_empty, short_node
 from lineagerun.state.lineage import (
-    EVENT_KIND_NAMES, REASON_NAMES, STATE_NAMES, Catalog, arg_object_ids,
+    REASON_NAMES, STATE_NAMES, Catalog, arg_object_ids,
 )
+from lineagerun.state.recovery import event_items, is_recovery_kind, kind_name
 from lineagerun.state.source import Source
 
 # Tasks whose names are resolved per batched read.
 NAME_BATCH_TASKS = 512
-# Event kinds shown as instants: the faults and recoveries.
-FAULT_EVENT_KINDS = frozenset({
-    lineage_pb2.TASK_FAILED, lineage_pb2.TASK_RETRIED, lineage_pb2.TASK_REPLAYED, lineage_pb2.OBJECT_LOST,
-    lineage_pb2.OBJECT_RECONSTRUCTED, lineage_pb2.ACTOR_DIED, lineage_pb2.ACTOR_RESTARTED,
-    lineage_pb2.ACTOR_CALLS_REPLAYED, lineage_pb2.NODE_DIED, lineage_pb2.WORKER_DIED,
-})
 NOTHING_TO_SHOW = ("nothing to show: the control store holds no task attempts (no task has started yet, or the "
                    "lineage was deleted by retention)")
 _NO_NODE = "(no node)"
@@ -183,16 +179,16 @@ def _flows(where: dict, consumers: list[tuple[bytes, list[bytes]]]) -> Iterator[
 def _fault_instants(source: Source, lanes: _Lanes) -> Iterator[dict]:
     for _, raw in source.scan(keys.EVENT_PREFIX):
         event = lineage_pb2.EventRecord.FromString(raw)
-        if event.kind not in FAULT_EVENT_KINDS:
+        if not is_recovery_kind(event.kind):
             continue
         pid = lanes.pid(event.node_id)
-        yield {"name": EVENT_KIND_NAMES.get(event.kind, "?"), "cat": "fault", "ph": "i", "ts": event.time_ms * 1000,
+        yield {"name": kind_name(event.kind), "cat": "fault", "ph": "i", "ts": event.time_ms * 1000,
                "pid": pid, "tid": lanes.tid(pid, event.worker_id), "s": "p" if event.node_id else "g",
                "args": {k: v for k, v in (
                    ("task_id", hex_or_empty(event.task_id)), ("object_id", hex_or_empty(event.object_id)),
                    ("actor_id", hex_or_empty(event.actor_id)), ("node_id", hex_or_empty(event.node_id)),
                    ("worker_id", hex_or_empty(event.worker_id)), ("detail", event.detail),
-                   ("duration_ms", event.duration_ms)) if v}}
+                   ("duration_ms", event.duration_ms), ("count", event_items(event))) if v}}
 
 
 def trace_document(events: list[dict]) -> dict:

@@ -117,6 +117,19 @@ def test_get_and_summary(live):
     assert actors["by_class"][0]["class_name"] == "Counter"
 
 
+def test_summary_recovery_and_recovery_events(live):
+    s, _, _ = live
+    text = run("summary", "recovery", *where(live)).stdout
+    assert "5 task re-execution(s) (1 retry, 4 replay), 2 object(s) lost, 1 rebuilt" in text
+    assert "OBJECT_RECONSTRUCTED" in text and "TASK_STARTED" not in text
+    summary = json.loads(run("summary", "recovery", "--format", "json", *where(live)).stdout)
+    assert summary["by_kind"]["OBJECT_LOST"] == {"events": 2, "items": 2, "recovery_time": None}
+    rows = json.loads(run("list", "events", "-f", "recovery=true", "--format", "json", *where(live)).stdout)
+    assert [r["kind"] for r in rows] == ["WORKER_DIED", "NODE_DIED", "OBJECT_LOST", "OBJECT_LOST",
+                                         "OBJECT_RECONSTRUCTED", "ACTOR_RESTARTED"]
+    assert all(r["count"] == 1 for r in rows)
+
+
 def test_timeline_writes_a_trace(live, tmp_path):
     s, _, _ = live
     out = tmp_path / "trace.json"
