@@ -315,7 +315,10 @@ class Nemesis:
         Raises what the target raised."""
         if action.phase == INJECT:
             targets = self._resolve(action)
-            if action.action != "restart":
+            # A killed worker or actor process is replaced by the runtime
+            # itself: nothing to undo (its target says so).
+            self_healing = action.action == "kill" and all(getattr(t, "self_healing", False) for t in targets)
+            if action.action != "restart" and not self_healing:
                 with self._lock:
                     self._resolved[action.fault_id] = (action, targets)
             names = ", ".join(t.name for t in targets)

@@ -14,8 +14,9 @@ Workloads: a factory ``factory(params: dict) -> Workload``; a workload has
 return a ``WorkloadResult``). Built-in ones are in ``WORKLOADS``
 (``register_workload``); a scenario may name ``package.module:factory``
 instead. The runtime's workloads (map-reduce over numpy arrays, task chains,
-a parameter-server actor, an RL-style loop) and its cluster launcher
-(``CLUSTER_LAUNCHERS["runtime"]``) plug in once the multi-node runtime exists.
+a parameter-server actor, an RL-style loop, a user's ``module:function``)
+are in ``lineagerun.chaos.workloads`` and its cluster launcher
+(``CLUSTER_LAUNCHERS["runtime"]``) in ``lineagerun.chaos.runtime_launch``.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, TextIO
 
 from lineagerun.chaos.nemesis import Nemesis
+from lineagerun.chaos.progress import PROGRESS_BAR_WIDTH, PROGRESS_LINE_INTERVAL_S, Progress  # noqa: F401
 from lineagerun.chaos.scenario import Scenario, load_scenario
 from lineagerun.core.chaos_schedule import (INJECT, NETWORK_ACTIONS, UNDO, FaultRecord, Finish, OpTiming, RunOutcome,
                                             ScheduleCursor, ScheduledAction, Tick, build_report, expand_schedule,
                                             recovery_times_ms, undo_of)
-from lineagerun.exceptions import ConfigurationError, InvalidArgumentError, LineagerunError
+from lineagerun.exceptions import InvalidArgumentError, LineagerunError
 
 # Workload client threads; the scenario file may ask for fewer.
 CLIENT_THREADS_MAX = 64
@@ -101,6 +103,10 @@ def register_workload(name: str, factory: Callable[[Mapping[str, Any]], Workload
 
 def make_workload(kind: str, params: Mapping[str, Any], cluster_kind: str, where: str) -> Workload:
     """A workload from a registered name or ``module:factory``."""
+    if ":" in kind and cluster_kind == "runtime":
+        from lineagerun.chaos.workloads import user_workload
+
+        return user_workload(kind, params, where)
     if ":" in kind:
         module_name, _, attr = kind.partition(":")
         try:
@@ -361,66 +367,25 @@ register_workload("kv-counter-cas", KvCounterCas, cluster_kinds=("control-store"
                   description="compare-and-set increments; final count = acknowledged increments")
 
 
+def _register_runtime_workloads() -> None:
+    from lineagerun.chaos.workloads import register_runtime_workloads
+
+    register_runtime_workloads()
+
+
+_register_runtime_workloads()
+
+
 # ------------------------------------------------------------------ runner
 
 # The scheduler loop's step; faults land within this of their time.
 TICK_S = 0.05
-# Without a terminal, a progress line every this often (logs stay short).
-PROGRESS_LINE_INTERVAL_S = 2.0
-PROGRESS_BAR_WIDTH = 30
 # Healing: every chain back to full length after the faults.
 HEAL_TIMEOUT_S = 60.0
 # Nemesis actions running at once (restarts take a second or two each).
 ACTIONS_IN_FLIGHT_MAX = 16
 # Actions slower than this (restarts) say how long they took.
 SLOW_ACTION_S = 0.5
-
-
-class Progress:
-    """Live progress on a stream: a bar redrawn in place on a terminal, a
-    line every ``PROGRESS_LINE_INTERVAL_S`` otherwise; one line per fault."""
-
-    def __init__(self, stream: TextIO | None, duration_s: float):
-        self.stream = stream
-        self.duration_s = duration_s
-        self.tty = bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
-        self._last_line_s = 0.0
-        self._lock = threading.Lock()
-        self._bar_shown = False
-
-    def line(self, text: str) -> None:
-        if self.stream is None:
-            return
-        with self._lock:
-            if self._bar_shown:
-                self.stream.write("\r\x1b[K")
-                self._bar_shown = False
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-    def update(self, elapsed_s: float, counts: Mapping[str, int], faults: int, force: bool = False) -> None:
-        if self.stream is None:
-            return
-        done = min(1.0, elapsed_s / self.duration_s) if self.duration_s else 1.0
-        filled = int(done * PROGRESS_BAR_WIDTH)
-        text = (f"[{'#' * filled}{'.' * (PROGRESS_BAR_WIDTH - filled)}] {elapsed_s:5.1f}/{self.duration_s:.0f} s  "
-                f"ops ok {counts.get('ok', 0)}  unknown {counts.get('unknown', 0)}  faults {faults}")
-        with self._lock:
-            if self.tty:
-                self.stream.write("\r\x1b[K" + text)
-                self._bar_shown = True
-                self.stream.flush()
-                return
-        if force or elapsed_s - self._last_line_s >= PROGRESS_LINE_INTERVAL_S:
-            self._last_line_s = elapsed_s
-            self.line(text)
-
-    def end_bar(self) -> None:
-        with self._lock:
-            if self._bar_shown and self.stream is not None:
-                self.stream.write("\n")
-                self.stream.flush()
-                self._bar_shown = False
 
 
 @dataclass
@@ -478,9 +443,9 @@ def _launch_control_store(scenario: Scenario, directory: Path, needs_links: bool
 
 
 def _launch_runtime(scenario: Scenario, directory: Path, needs_links: bool) -> _ClusterHandle:
-    raise ConfigurationError(f"{scenario.path}: cluster.kind 'runtime' needs the multi-node runtime "
-                             f"(lineagerun.testing.Cluster), which this build does not have yet; "
-                             f"use kind = \"control-store\"")
+    from lineagerun.chaos.runtime_launch import launch_runtime
+
+    return launch_runtime(scenario, directory, needs_links)
 
 
 # cluster.kind -> launcher(scenario, directory, needs_network_links)
@@ -529,6 +494,9 @@ class ScenarioRunner:
             expected = self._fault_free_pass(handle) if scenario.fault_free_run else None
             env = WorkloadEnv(handle.cluster, handle.make_client, handle.make_direct_client, handle.stop,
                               self.seed, prefix=f"chaos-{scenario.name}", expected=expected)
+            if hasattr(workload, "prepare"):  # runtime workloads: actors, a user function's expected value
+                self.progress.line("preparing the workload (no faults yet) ...")
+                workload.prepare(env)
             started_s, duration_s, heal_s = self._faulted_pass(handle, workload, env, schedule)
             self.progress.line("checking ...")
             result = workload.finish(env)
@@ -647,7 +615,7 @@ class ScenarioRunner:
             recovery_ms=recovery_times_ms(injects_s, result.ops), problems=result.problems,
             expected_result=expected if expected is not None else "known answer (checked from the history)",
             actual_result=result.result, heal_s=heal_s,
-            extra={"slowest_operations": [
+            extra={"recovery_counters": getattr(result, "runtime_counters", None), "slowest_operations": [
                 {"by": who, "op": what, "at_s": round(invoke_s - started_s, 3), "ms": round(ms, 1), "status": status}
                 for who, what, invoke_s, ms, status in result.slowest]})
         return build_report(outcome)

@@ -17,15 +17,17 @@ from lineagerun.core.chaos_api import TOXIC_ATTRIBUTES, STREAMS
 from lineagerun.exceptions import InvalidArgumentError
 
 CLUSTER_KINDS = ("control-store", "runtime")
-# Targets each cluster kind understands; the runtime's are resolved by its
-# own target plug-in once it exists.
+# Targets each cluster kind understands (a runtime target may carry an
+# argument: "node:1", "actor:my-actor", "control-store-replica:head");
+# resolved when the fault fires by nemesis.ControlStoreTargets or
+# runtime_targets.RuntimeTargets.
 PROCESS_TARGETS = {
     "control-store": ("head", "middle", "tail", "all-replicas", "coordinator"),
     "runtime": ("node", "worker", "actor", "head-node", "global-scheduler", "control-store-replica"),
 }
 NETWORK_TARGETS = {
     "control-store": ("clients", "client-coordinator"),
-    "runtime": ("node", "driver", "control-store"),
+    "runtime": ("node", "head-node", "driver", "control-store", "split"),
 }
 # A scenario is meant to be short; hours-long soaks are not a scenario file.
 DURATION_S_MAX = 3600.0
@@ -162,11 +164,14 @@ def _parse_cluster(fields: _Field, raw: Any) -> ClusterSpec:
     table = _table(fields, raw, "cluster")
     kind = fields.string(table, "kind", "cluster", allowed=CLUSTER_KINDS)
     shards = fields.number(table, "shards", "cluster", default=1, minimum=1, maximum=SHARDS_MAX, integer=True)
-    replicas = fields.number(table, "replicas", "cluster", default=3, minimum=1, maximum=REPLICAS_MAX, integer=True)
+    # A runtime cluster's control store: one replica unless asked (each is a process to start).
+    replicas = fields.number(table, "replicas", "cluster", default=1 if kind == "runtime" else 3, minimum=1,
+                             maximum=REPLICAS_MAX, integer=True)
     nodes = fields.number(table, "nodes", "cluster", default=1, minimum=1, integer=True)
     cpus = fields.number(table, "cpus", "cluster", default=1, minimum=1, integer=True)
     options = {k: v for k, v in table.items() if k not in ("kind", "shards", "replicas", "nodes", "cpus")}
-    allowed_options = ("heartbeat_interval_ms", "failure_timeout_ms", "lease_ms", "durability")
+    allowed_options = ("heartbeat_interval_ms", "failure_timeout_ms", "lease_ms", "durability") if kind != "runtime" \
+        else ("heartbeat_interval_ms", "failure_timeout_ms", "resources", "object_store_memory")
     fields.unknown_keys(options, allowed_options, "cluster")
     return ClusterSpec(kind, shards, replicas, nodes, cpus, options)
 

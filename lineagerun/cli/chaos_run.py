@@ -6,7 +6,10 @@ stderr, the report on stdout, JSON with ``--report``; exit code 1 when an
 invariant fails, 2 for a bad scenario file.
 
 ``nemesis`` performs one fault against a control store started with
-``lineagerun control-store start --dir DIR``.
+``lineagerun control-store start --dir DIR`` (``kill-replica --dir DIR`` ...)
+or a runtime cluster found by its session directory (``kill-node --session
+DIR --node ID``, ``kill-worker``, ``kill-actor``, ``kill-scheduler``, their
+pause/resume; ``toxic``, ``partition``, ``heal`` for a ``Cluster(chaos=True)``).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def run(scenario: str, seed: int | None, report_path: str | None, work_dir: str 
 
 @click.group("nemesis")
 def nemesis() -> None:
-    """One fault against a running control store (started with `control-store start --dir DIR`)."""
+    """One fault against a running control store (--dir) or runtime cluster (--session)."""
 
 
 def _dir_option(function):
@@ -107,3 +110,107 @@ kill_coordinator = _coordinator_command("kill", "kill -9 the coordinator.")
 pause_coordinator = _coordinator_command("pause", "SIGSTOP the coordinator.")
 resume_coordinator = _coordinator_command("resume", "SIGCONT the coordinator.")
 restart_coordinator = _coordinator_command("restart", "Start the coordinator again on its port and directory.")
+
+
+# ------------------------------------------------- runtime clusters
+
+
+def _session_option(function):
+    return click.option("--session", "session_dir", required=True, type=click.Path(file_okay=False, exists=True),
+                        help="The cluster's session directory (e.g. /tmp/lineagerun/session_...).")(function)
+
+
+def _do(action, *args) -> None:
+    try:
+        click.echo(action(*args))
+    except (InvalidArgumentError, ConfigurationError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _runtime_process_commands(verb: str, what: str) -> None:
+    from lineagerun.chaos import session_nemesis as sn
+
+    @nemesis.command(f"{verb}-node", help=f"{what} a node manager and its workers (its process group).")
+    @_session_option
+    @click.option("--node", required=True, help="Node id (a hex prefix is enough).")
+    def node_command(session_dir: str, node: str) -> None:
+        _do(sn.node_action, session_dir, verb, node)
+
+    @nemesis.command(f"{verb}-worker", help=f"{what} a worker process of a node (the busiest, or --pid).")
+    @_session_option
+    @click.option("--node", required=True, help="Node id (a hex prefix is enough).")
+    @click.option("--pid", type=int, default=None, help="This worker (default: the one using the most CPU).")
+    def worker_command(session_dir: str, node: str, pid: int | None) -> None:
+        _do(sn.worker_action, session_dir, verb, node, pid)
+
+    @nemesis.command(f"{verb}-actor", help=f"{what} the worker process hosting an actor.")
+    @_session_option
+    @click.option("--actor", default="", help="Actor name or id hex prefix (default: the first live actor).")
+    def actor_command(session_dir: str, actor: str) -> None:
+        _do(sn.actor_action, session_dir, verb, actor)
+
+    @nemesis.command(f"{verb}-scheduler", help=f"{what} the global scheduler.")
+    @_session_option
+    def scheduler_command(session_dir: str) -> None:
+        _do(sn.scheduler_action, session_dir, verb)
+
+
+for _verb, _what in (("kill", "kill -9"), ("pause", "SIGSTOP"), ("resume", "SIGCONT")):
+    _runtime_process_commands(_verb, _what)
+
+
+@nemesis.command("restart-scheduler")
+@_session_option
+def restart_scheduler(session_dir: str) -> None:
+    """Start the global scheduler again on its address (kill -9 first if it runs)."""
+    from lineagerun.chaos import session_nemesis as sn
+
+    _do(sn.restart_scheduler, session_dir)
+
+_LINK_KINDS = {"all": ("in", "cs", "gs"), "in": ("in",), "control-store": ("cs",), "scheduler": ("gs",)}
+
+
+@nemesis.command("toxic")
+@_session_option
+@click.option("--node", default=None, help="Node id prefix (default: every node).")
+@click.option("--links", type=click.Choice(sorted(_LINK_KINDS)), default="all", show_default=True,
+              help="in: into the node (driver, peers); control-store / scheduler: from the node.")
+@click.option("--type", "toxic_type", required=True,
+              type=click.Choice(["latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer",
+                                 "limit_data"]))
+@click.option("--attr", "attrs", multiple=True, help="name=integer, e.g. --attr latency=200 --attr jitter=20")
+@click.option("--stream", type=click.Choice(["downstream", "upstream"]), default="downstream", show_default=True)
+@click.option("--name", default=None, help="Toxic name (default: TYPE_STREAM).")
+def toxic(session_dir: str, node: str | None, links: str, toxic_type: str, attrs: tuple[str, ...], stream: str,
+          name: str | None) -> None:
+    """Add a toxic to links of a Cluster(chaos=True); `heal` removes every toxic."""
+    from lineagerun.chaos import session_nemesis as sn
+
+    attributes = {}
+    for attr in attrs:
+        key, sep, value = attr.partition("=")
+        if not sep or not value.lstrip("-").isdigit():
+            raise click.BadParameter(f"{attr!r} is not name=integer", param_hint="--attr")
+        attributes[key] = int(value)
+    _do(sn.add_toxic, session_dir, node, _LINK_KINDS[links], toxic_type, stream, attributes,
+        name or f"{toxic_type}_{stream}")
+
+
+@nemesis.command("partition")
+@_session_option
+@click.option("--node", required=True, help="Node id prefix: isolate this node.")
+@click.option("--links", type=click.Choice(sorted(_LINK_KINDS)), default="all", show_default=True)
+def partition(session_dir: str, node: str, links: str) -> None:
+    """Cut a node's links (Cluster(chaos=True)); `heal` restores them."""
+    from lineagerun.chaos import session_nemesis as sn
+
+    _do(sn.partition, session_dir, node, _LINK_KINDS[links])
+
+
+@nemesis.command("heal")
+@_session_option
+def heal(session_dir: str) -> None:
+    """Every link enabled, every toxic removed (Cluster(chaos=True))."""
+    from lineagerun.chaos import session_nemesis as sn
+
+    _do(sn.heal, session_dir)

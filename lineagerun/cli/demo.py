@@ -1,9 +1,16 @@
 """``lineagerun demo``: a short, self-checking fault-tolerance demonstration.
 
-For now it exercises the control store: a 1-shard x 3-replica chain in a
-temporary directory, several clients writing unique values, a replica killed
-with SIGKILL and restarted (twice: the head, then the tail), and a report
-checked Jepsen-style from the recorded history.
+By default (``make demo``) it runs the runtime chaos scenario of
+``lineagerun.chaos.demo_scenario``: a local 2-node cluster started here, a
+parameter-server workload, actor and worker processes killed with SIGKILL,
+a node's links slowed through chaos proxies and that node killed and
+replaced; it prints live progress
+and the report (docs/chaos.md) and exits non-zero if an invariant fails.
+
+``--control-store`` runs the earlier control-store demonstration instead: a
+1-shard x 3-replica chain in a temporary directory, several clients writing
+unique values, a replica killed with SIGKILL and restarted (twice: the head,
+then the tail), and a report checked Jepsen-style from the recorded history.
 """
 
 from __future__ import annotations
@@ -16,12 +23,55 @@ import click
 
 
 @click.command("demo")
+@click.option("--control-store", "control_store", is_flag=True,
+              help="the control-store demo (replica kills under writers) instead of the runtime one")
 @click.option("--seconds", default=6.0, show_default=True, type=click.FloatRange(2, 600),
-              help="how long the clients write")
-@click.option("--clients", default=4, show_default=True, type=click.IntRange(1, 64), help="writing clients")
-@click.option("--keep", is_flag=True, help="keep the temporary directory (logs, RocksDB data)")
-def demo(seconds: float, clients: int, keep: bool) -> None:
-    """Write to a replicated control store while killing replicas; report losses (must be 0)."""
+              help="control-store demo: how long the clients write")
+@click.option("--clients", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="control-store demo: writing clients")
+@click.option("--seed", type=int, default=None, help="runtime demo: seed of the fault schedule")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="runtime demo: also write the JSON report here")
+@click.option("--keep", is_flag=True, help="keep the temporary directory (logs, data)")
+def demo(control_store: bool, seconds: float, clients: int, seed: int | None, report_path: str | None,
+         keep: bool) -> None:
+    """Run a workload under chaos on a local cluster and print the report (--control-store: the store's demo)."""
+    if not control_store:
+        _runtime_demo(seed, report_path, keep)
+        return
+    _control_store_demo(seconds, clients, keep)
+
+
+def _runtime_demo(seed: int | None, report_path: str | None, keep: bool) -> None:
+    import json
+
+    from lineagerun.chaos.demo_scenario import DEMO_SCENARIO_TOML
+    from lineagerun.chaos.runner import ScenarioRunner, format_report
+    from lineagerun.chaos.scenario import parse_scenario
+    from lineagerun.exceptions import LineagerunError
+
+    scenario = parse_scenario(DEMO_SCENARIO_TOML, "lineagerun/chaos/demo_scenario.py")
+    work_dir = tempfile.mkdtemp(prefix="lineagerun-demo-") if keep else None
+    started_s = time.monotonic()
+    try:
+        report = ScenarioRunner(scenario, seed=seed, progress=sys.stderr, work_dir=work_dir).run()
+    except LineagerunError as err:
+        raise click.ClickException(f"{type(err).__name__}: {err}") from None
+    click.echo("")
+    click.echo(format_report(report))
+    if report_path:
+        with open(report_path, "w") as out:
+            json.dump(report, out, indent=2, default=str)
+            out.write("\n")
+        click.echo(f"report written to {report_path}")
+    click.echo(f"demo took {time.monotonic() - started_s:.0f} s (cluster start included)")
+    if keep:
+        click.echo(f"cluster logs kept in {work_dir}")
+    if report["verdict"] != "PASS":
+        sys.exit(1)
+
+
+def _control_store_demo(seconds: float, clients: int, keep: bool) -> None:
     from lineagerun.control.cluster import ControlStoreCluster
     from lineagerun.control.scenario import Fault, kill_and_restart, run_scenario
 

@@ -89,7 +89,15 @@ def allocate_object_file(session_id: str, object_id: bytes, size_bytes: int, *, 
     if size_bytes <= 0:
         raise InvalidArgumentError(f"an object file needs at least one byte, got size_bytes={size_bytes}")
     path = object_path(session_id, object_id, sealed=False, shm_dir=shm_dir)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, FILE_MODE)
+    except FileExistsError:
+        # An earlier attempt of the task that makes this object died while
+        # writing it (attempts of one task never run at once): its unsealed
+        # file is garbage, and the retry must be able to write the object.
+        _unlink_quietly(path)
+        fd = os.open(path, flags, FILE_MODE)
     try:
         try:
             os.posix_fallocate(fd, 0, size_bytes)

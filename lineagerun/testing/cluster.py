@@ -61,8 +61,17 @@ class ClusterNode:
 class Cluster:
     def __init__(self, initialize_head: bool = False, connect: bool = False, head_node_args: dict | None = None,
                  shutdown_at_exit: bool = True, *, heartbeat_interval_ms: int = 100, node_timeout_ms: int = 1000,
-                 control_store_replicas: int = CONTROL_STORE_REPLICAS_DEFAULT, session_root: str | None = None):
+                 control_store_replicas: int = CONTROL_STORE_REPLICAS_DEFAULT, session_root: str | None = None,
+                 chaos: bool = False):
         from lineagerun.transport.auth import new_token, write_token_file
+
+        # chaos=True: every node's links go through chaos proxies
+        # (lineagerun.chaos.runtime_links; ``self.links``).
+        self.links = None
+        if chaos:
+            from lineagerun.chaos.runtime_links import RuntimeLinks
+
+            self.links = RuntimeLinks()
 
         self.session_dir = launcher.new_session_dir(session_root or launcher.SESSION_ROOT)
         self.token = new_token()
@@ -124,9 +133,13 @@ class Cluster:
         try:
             if self.control_store is None:
                 self._start_head_services()
-            process, ready = launcher.start_node(self.session_dir, self.control_store.address,
-                                                 self.scheduler_address,
-                                                 heartbeat_interval_ms=self.heartbeat_interval_ms, **args)
+            control_address, scheduler_address, link_args = self.control_store.address, self.scheduler_address, {}
+            if self.links is not None:
+                control_address, scheduler_address, link_args = self.links.prepare_node(
+                    control_address, scheduler_address, self.session_dir)
+            process, ready = launcher.start_node(self.session_dir, control_address, scheduler_address,
+                                                 heartbeat_interval_ms=self.heartbeat_interval_ms, **link_args,
+                                                 **args)
         except BaseException:
             if self.head_node is None:
                 self.shutdown()
@@ -199,6 +212,8 @@ class Cluster:
             launcher.stop_process(self.scheduler_process)
         if self.control_store is not None:
             self.control_store.stop()
+        if self.links is not None:
+            self.links.stop()
         (self.session_dir / launcher.HEAD_FILE_NAME).unlink(missing_ok=True)
         if os.environ.get("LINEAGERUN_KEEP_SESSION") != "1":
             shutil.rmtree(self.session_dir, ignore_errors=True)

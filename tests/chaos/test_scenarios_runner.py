@@ -32,8 +32,17 @@ def _cli() -> click.Group:
 
 
 def _lineagerun_children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)
-            if "lineagerun" in " ".join(p.cmdline() if p.is_running() else [])}
+    """Live lineagerun processes under this one. A zombie (a child another
+    test killed but did not reap yet) or a process exiting meanwhile raises
+    in ``cmdline()``: skipped, it is not running anything."""
+    pids = set()
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and "lineagerun" in " ".join(process.cmdline()):
+                pids.add(process.pid)
+        except psutil.Error:
+            continue
+    return pids
 
 
 def _smoke_scenario() -> Path:
@@ -46,7 +55,7 @@ def test_every_shipped_scenario_is_valid():
     assert len(SCENARIOS) >= 6
     for path in SCENARIOS:
         scenario = load_scenario(path)
-        assert scenario.cluster.kind == "control-store"
+        assert scenario.cluster.kind in ("control-store", "runtime")
         assert 1 <= scenario.duration_s <= 20, f"{path.name}: keep scenarios short"
         assert scenario.faults and scenario.invariants
 
@@ -57,6 +66,15 @@ def test_smoke_scenario_passes_end_to_end_with_a_json_report(tmp_path):
     report_path = tmp_path / "report.json"
     result = CliRunner().invoke(_cli(), ["run", str(_smoke_scenario()), "--report", str(report_path)],
                                 catch_exceptions=False)
+    if result.exit_code != 0 and report_path.exists():
+        # A rare failure under load must be explainable later: keep the
+        # JSON report outside pytest's rotated temporary directories.
+        import shutil
+        import tempfile
+
+        kept = Path(tempfile.gettempdir()) / f"lineagerun-smoke-report-{os.getpid()}.json"
+        shutil.copy(report_path, kept)
+        pytest.fail(f"smoke scenario failed (JSON report kept in {kept}):\n{result.output}")
     assert result.exit_code == 0, result.output
     assert "verdict: PASS" in result.output
     report = json.loads(report_path.read_text())
@@ -145,16 +163,11 @@ def test_cli_exits_2_for_an_unknown_workload_before_starting_anything(tmp_path):
 
 
 def test_runtime_clusters_and_missing_user_workloads_are_refused_clearly(tmp_path):
-    from lineagerun.chaos.runner import CLUSTER_LAUNCHERS
-    from lineagerun.exceptions import ConfigurationError
-
     path = tmp_path / "s.toml"
     path.write_text(BASE.replace('"control-store"', '"runtime"'))
     result = CliRunner().invoke(_cli(), ["run", str(path)])
     assert result.exit_code == EXIT_BAD_SCENARIO
     assert "runs on control-store clusters, not 'runtime'" in result.output
-    with pytest.raises(ConfigurationError, match="multi-node runtime"):
-        CLUSTER_LAUNCHERS["runtime"](load_scenario(path), tmp_path, False)
     path.write_text(BASE.replace("kv-unique-writes", "no_such_module_xyz:factory"))
     result = CliRunner().invoke(_cli(), ["run", str(path)])
     assert result.exit_code == EXIT_BAD_SCENARIO

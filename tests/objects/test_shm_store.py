@@ -469,3 +469,13 @@ def test_a_value_read_from_the_store_can_be_stored_again(store):
     store.put(oid(1), {"a": np.arange(100)})
     store.put(oid(2), store.get(oid(1)))
     np.testing.assert_array_equal(store.get(oid(2))["a"], np.arange(100))
+
+
+def test_a_retry_can_write_an_object_whose_earlier_writer_died_mid_write(session_id):
+    # The killed attempt left its unsealed file behind; the retry replaces it.
+    first = shm.allocate_object_file(session_id, oid(7), 100)
+    try:
+        again = shm.allocate_object_file(session_id, oid(7), 200)
+        assert again == first and os.path.getsize(again) == 200
+    finally:
+        os.unlink(first)

@@ -1,0 +1,188 @@
+"""Chaos proxies on the links of a runtime cluster (``Cluster(chaos=True)``).
+
+Each node manager gets three proxies, created before it starts:
+
+* ``node-<i>-in``: everything *into* node i (the driver, other node managers
+  pulling objects or forwarding tasks, the global scheduler). The node binds
+  ``127.0.0.1:P`` and advertises ``127.0.0.<k>:P`` (``--advertise-host``):
+  the whole 127/8 is loopback, so the proxy listens on that second loopback
+  address with the same port and forwards to the real one. The advertised
+  address is what lands in the node's ready.json, its ``node/`` record in the
+  control store and the global scheduler's view, so every peer dials the proxy
+  without knowing it.
+* ``node-<i>-cs``: node i -> the control store's coordinator (``--control-store``).
+* ``node-<i>-gs``: node i -> the global scheduler (``--global-scheduler``).
+
+Not proxied: node -> control-store *replica* links (the client learns replica
+addresses from the coordinator; the replicas would have to advertise proxy
+addresses, as the nodes do), replica -> replica links, and node -> node links
+as a pair (node j reaches node i through node i's one inbound proxy, so cutting
+"A to B only" is not possible; ``isolate`` cuts all three links of one node).
+Workers reach their node over a unix socket: not a network link.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from lineagerun.exceptions import ConfigurationError
+
+# Second loopback addresses the nodes advertise: 127.0.<base>.<k>.
+ADVERTISE_SUBNET_BASE = 77
+NODES_MAX = 250
+# A free port on 127.0.0.1 that is also free on the advertised address.
+FREE_PORT_ATTEMPTS_MAX = 50
+LINK_KINDS = ("in", "cs", "gs")
+# In a chaos cluster's session directory: the proxy API and each node's proxies.
+CHAOS_FILE_NAME = "chaos.json"
+
+
+@dataclass
+class NodeLinks:
+    index: int
+    advertise_host: str
+    port: int
+    proxies: dict[str, object] = field(default_factory=dict)   # kind -> toxiproxy Proxy
+
+    @property
+    def advertised_address(self) -> str:
+        return f"{self.advertise_host}:{self.port}"
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def _free_port_pair(advertise_host: str) -> int:
+    for _ in range(FREE_PORT_ATTEMPTS_MAX):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if _port_free(advertise_host, port):
+            return port
+    raise ConfigurationError(f"no port free on both 127.0.0.1 and {advertise_host} after "
+                             f"{FREE_PORT_ATTEMPTS_MAX} attempts")
+
+
+class RuntimeLinks:
+    """The proxies of one runtime cluster, driven through the Toxiproxy API
+    (``toxiproxy-python``) of a chaos proxy server started here (or the one
+    ``LINEAGERUN_TOXIPROXY`` names)."""
+
+    def __init__(self, proxy_server_factory: Callable | None = None):
+        from toxiproxy import Toxiproxy
+
+        from lineagerun.chaos.proxy import start_proxy_server
+
+        self._server = (proxy_server_factory or start_proxy_server)()
+        self.api = Toxiproxy()
+        self.api.update_api_consumer(self._server.host, self._server.port)
+        self._lock = threading.Lock()
+        self.nodes: list[NodeLinks] = []
+        # Distinct second octet per process: two chaos clusters of two test
+        # processes do not share advertised addresses.
+        self._subnet = f"127.{ADVERTISE_SUBNET_BASE}.{os.getpid() % 250}"
+
+    # ------------------------------------------------------------ setup
+
+    def prepare_node(self, control_address: str, scheduler_address: str,
+                     session_dir: str | os.PathLike | None = None) -> tuple[str, str, dict]:
+        """Proxies for the next node; returns (control-store address,
+        scheduler address, extra ``launcher.start_node`` arguments). With
+        ``session_dir``, the links are recorded in ``chaos.json`` there
+        (for ``lineagerun chaos nemesis`` from another process)."""
+        with self._lock:
+            index = len(self.nodes)
+            if index >= NODES_MAX:
+                raise ConfigurationError(f"a chaos cluster has at most {NODES_MAX} nodes")
+            host = f"{self._subnet}.{index + 1}"
+            port = _free_port_pair(host)
+            links = NodeLinks(index, host, port)
+            prefix = f"node-{index}"
+            links.proxies["in"] = self.api.create(upstream=f"127.0.0.1:{port}", name=f"{prefix}-in",
+                                                  listen=links.advertised_address)
+            links.proxies["cs"] = self.api.create(upstream=control_address, name=f"{prefix}-cs",
+                                                  listen="127.0.0.1:0")
+            if scheduler_address:
+                links.proxies["gs"] = self.api.create(upstream=scheduler_address, name=f"{prefix}-gs",
+                                                      listen="127.0.0.1:0")
+            self.nodes.append(links)
+            if session_dir is not None:
+                self._record(Path(session_dir))
+        scheduler = links.proxies["gs"].listen if scheduler_address else scheduler_address
+        return links.proxies["cs"].listen, scheduler, {
+            "host": "127.0.0.1", "port": port, "extra": ["--advertise-host", host]}
+
+    def _record(self, session_dir: Path) -> None:
+        from lineagerun.node.launcher import write_json_atomic
+
+        write_json_atomic(session_dir / CHAOS_FILE_NAME, {
+            "api": f"{self._server.host}:{self._server.port}",
+            "nodes": [{"index": n.index, "address": n.advertised_address,
+                       "proxies": {kind: proxy.name for kind, proxy in n.proxies.items()}} for n in self.nodes]})
+
+    def for_address(self, advertised_address: str) -> NodeLinks:
+        with self._lock:
+            for links in self.nodes:
+                if links.advertised_address == advertised_address:
+                    return links
+        raise ConfigurationError(f"no chaos links for node address {advertised_address}")
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    # ----------------------------------------------------------- faults
+
+    def proxies(self, nodes: list[NodeLinks], kinds: tuple[str, ...] = LINK_KINDS) -> list[object]:
+        return [links.proxies[k] for links in nodes for k in kinds if k in links.proxies]
+
+    def add_toxic(self, proxies: list[object], name: str, type: str, stream: str, toxicity: float,
+                  attributes: dict[str, int]) -> None:
+        for proxy in proxies:
+            proxy.add_toxic(name=name, type=type, stream=stream, toxicity=toxicity, attributes=attributes)
+
+    def remove_toxic(self, proxies: list[object], name: str) -> None:
+        for proxy in proxies:
+            if name in proxy.toxics():
+                proxy.destroy_toxic(name)
+
+    def set_enabled(self, proxies: list[object], enabled: bool) -> None:
+        for proxy in proxies:
+            proxy.enable() if enabled else proxy.disable()
+
+    def heal_all(self) -> None:
+        """Every proxy enabled, every toxic removed."""
+        for proxy in self.proxies(list(self.nodes)):
+            for name in list(proxy.toxics()):
+                proxy.destroy_toxic(name)
+            proxy.enable()
+
+
+def connect_driver(cluster, node=None, namespace: str | None = None):
+    """``lineagerun.init`` for a driver whose link to ``node`` (default: the
+    head node) goes through that node's chaos proxy (TCP to its advertised
+    address) instead of the node's unix socket. ``lineagerun.shutdown()``
+    disconnects it as usual."""
+    from lineagerun.api import context, session
+
+    node = node or cluster.head_node
+    if node is None:
+        raise ConfigurationError("the cluster has no node to connect to")
+    with session._lock:
+        if session._state is not None:
+            raise ConfigurationError("lineagerun.init() was already called; call lineagerun.shutdown() first")
+        core_worker = session._connect(node.address, cluster.token, namespace or "")
+        session._state = session.DriverState(core_worker, None, node.address, str(cluster.session_dir),
+                                             namespace or "")
+        context.set_driver(core_worker, str(cluster.session_dir))
+    return session._state

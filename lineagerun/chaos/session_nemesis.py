@@ -1,0 +1,134 @@
+"""One fault against a runtime cluster running elsewhere, found by its
+session directory (``lineagerun chaos nemesis ... --session DIR``).
+
+Processes come from ``procs/*.json`` (pid + start time, see
+``runtime_targets.SessionProcesses``). Network faults need a cluster started
+with ``Cluster(chaos=True)``: its ``chaos.json`` names the Toxiproxy API (in
+the process that owns the cluster) and each node's proxies.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from lineagerun.chaos.runtime_links import CHAOS_FILE_NAME
+from lineagerun.chaos.runtime_targets import SessionProcesses, busiest_worker, signal_pid
+from lineagerun.exceptions import ConfigurationError, InvalidArgumentError
+
+SIGNALS = {"kill": signal.SIGKILL, "pause": signal.SIGSTOP, "resume": signal.SIGCONT}
+
+
+def node_action(session_dir: str, verb: str, node: str) -> str:
+    node_id, process = SessionProcesses(session_dir).node(node)
+    signal_pid(process.pid, SIGNALS[verb], group=True)
+    return f"{verb} node {node_id[:12]} (process group {process.pid})"
+
+
+def worker_action(session_dir: str, verb: str, node: str, pid: int | None) -> str:
+    from lineagerun.chaos.runtime_targets import worker_processes
+
+    node_id, process = SessionProcesses(session_dir).node(node)
+    if pid is None:
+        pid = busiest_worker(process.pid).pid
+    elif pid not in {w.pid for w in worker_processes(process.pid)}:
+        raise InvalidArgumentError(f"pid {pid} is not a worker of node {node_id[:12]}")
+    signal_pid(pid, SIGNALS[verb], group=False)
+    return f"{verb} worker pid {pid} of node {node_id[:12]}"
+
+
+def actor_action(session_dir: str, verb: str, actor: str) -> str:
+    name, pid = SessionProcesses(session_dir).actor_pid(actor)
+    signal_pid(pid, SIGNALS[verb], group=False)
+    return f"{verb} actor {name} (worker pid {pid})"
+
+
+def scheduler_action(session_dir: str, verb: str) -> str:
+    process = SessionProcesses(session_dir).scheduler()
+    signal_pid(process.pid, SIGNALS[verb], group=True)
+    return f"{verb} global scheduler (pid {process.pid})"
+
+
+def restart_scheduler(session_dir: str) -> str:
+    """Start the global scheduler again on its recorded address (the nodes
+    know it by address); kill -9 first if it runs. Its timeouts are the
+    defaults of ``lineagerun.scheduler``."""
+    from lineagerun.node import launcher
+
+    session = SessionProcesses(session_dir)
+    head = launcher.read_head(session.session_dir)
+    address = head.get("scheduler", "")
+    if not address:
+        raise ConfigurationError(f"{session_dir}/head.json records no scheduler address")
+    try:
+        launcher.stop_process(session.scheduler(), force=True)
+    except ConfigurationError:
+        pass  # not running: just start it
+    _, address = launcher.start_scheduler(session.session_dir, head["address"],
+                                          port=int(address.rsplit(":", 1)[1]))
+    return f"global scheduler serving at {address}"
+
+
+# ------------------------------------------------------------ network
+
+
+def _links(session_dir: str):
+    from toxiproxy import Toxiproxy
+
+    path = Path(session_dir) / CHAOS_FILE_NAME
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(f"{session_dir} has no {CHAOS_FILE_NAME}: network faults need a cluster "
+                                 f"started with Cluster(chaos=True) (its links go through chaos proxies)") from None
+    api = Toxiproxy()
+    host, _, port = record["api"].rpartition(":")
+    api.update_api_consumer(host, int(port))
+    return api, record
+
+
+def _node_proxies(session_dir: str, node: str | None, kinds: tuple[str, ...]) -> list:
+    api, record = _links(session_dir)
+    entries = record["nodes"]
+    if node is not None:
+        node_id, _ = SessionProcesses(session_dir).node(node)
+        ready = json.loads((Path(session_dir) / "nodes" / node_id / "ready.json").read_text())
+        entries = [e for e in entries if e["address"] == ready["address"]]
+        if not entries:
+            raise ConfigurationError(f"node {node_id[:12]} ({ready['address']}) has no chaos proxies")
+    proxies = []
+    for entry in entries:
+        for kind in kinds:
+            name = entry["proxies"].get(kind)
+            if name:
+                proxy = api.get_proxy(name)
+                if proxy is None:
+                    raise ConfigurationError(f"proxy {name} is gone (did the cluster's process exit?)")
+                proxies.append(proxy)
+    return proxies
+
+
+def add_toxic(session_dir: str, node: str | None, kinds: tuple[str, ...], toxic_type: str, stream: str,
+              attributes: dict[str, int], name: str) -> str:
+    proxies = _node_proxies(session_dir, node, kinds)
+    for proxy in proxies:
+        proxy.add_toxic(name=name, type=toxic_type, stream=stream, toxicity=1.0, attributes=attributes)
+    return f"toxic {name} ({toxic_type} {attributes}, {stream}) on {', '.join(p.name for p in proxies)}"
+
+
+def partition(session_dir: str, node: str, kinds: tuple[str, ...]) -> str:
+    proxies = _node_proxies(session_dir, node, kinds)
+    for proxy in proxies:
+        proxy.disable()
+    return f"partitioned: {', '.join(p.name for p in proxies)} disabled"
+
+
+def heal(session_dir: str) -> str:
+    """Every proxy of the cluster enabled, every toxic removed."""
+    proxies = _node_proxies(session_dir, None, ("in", "cs", "gs"))
+    for proxy in proxies:
+        for toxic in list(proxy.toxics()):
+            proxy.destroy_toxic(toxic)
+        proxy.enable()
+    return f"healed {len(proxies)} links"
