@@ -191,6 +191,12 @@ class ConfigCache:
         chain = config.shards[shard]
         return ShardRoute(shard, chain.epoch, chain.chain[0].address, chain.chain[-1].address)
 
+    def cached_num_shards(self) -> int:
+        """Shards in the cached configuration (0: none yet); never does I/O."""
+        with self._lock:
+            config = self._config
+        return config.num_shards if config is not None else 0
+
     def dial_address(self, address: str) -> str:
         """Where to dial the replica advertised at ``address``."""
         return self._address_map(address) if self._address_map is not None else address

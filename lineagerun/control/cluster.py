@@ -112,7 +112,7 @@ class ControlStoreCluster:
                  host: str = "127.0.0.1", durability: str = "wal", heartbeat_interval_ms: int = 100,
                  failure_timeout_ms: int = 1000, lease_ms: int = 600, coordinator_port: int = 0,
                  start_timeout_s: float = START_TIMEOUT_S, python: str = sys.executable,
-                 log_retention_entries: int | None = None, tls: TlsConfig | None = None):
+                 log_retention_entries: int | None = None, tls: TlsConfig | None = None, links=None):
         if shards < 1 or replicas < 1:
             raise InvalidArgumentError(f"need at least one shard and one replica, got {shards} x {replicas}")
         if durability not in DURABILITY_MODES:
@@ -131,6 +131,9 @@ class ControlStoreCluster:
         self.start_timeout_s = start_timeout_s
         self.python = python
         self.tls = tls  # every process serves TLS, and checks its peers, with these files
+        # Chaos proxies on every link (lineagerun.chaos.control_store_links.ControlStoreLinks):
+        # replicas bind a port chosen there and advertise a proxy's address.
+        self.links = links
         self._token = token
         self._coordinator_port = coordinator_port
         self.coordinator: ManagedProcess | None = None
@@ -191,6 +194,8 @@ class ControlStoreCluster:
                 "--port", str(port), "--token-file", str(self.token_file),
                 "--heartbeat-interval-ms", str(self.heartbeat_interval_ms),
                 "--failure-timeout-ms", str(self.failure_timeout_ms), "--lease-ms", str(self.lease_ms)]
+        if self.links is not None:
+            argv += self.links.coordinator_argv(self)
         return ManagedProcess("coordinator", "coordinator", directory, argv + self._tls_argv())
 
     def replica_id(self, shard: int, index: int) -> str:
@@ -207,6 +212,11 @@ class ControlStoreCluster:
                 "--durability", self.durability, "--heartbeat-interval-ms", str(self.heartbeat_interval_ms)]
         if self.log_retention_entries is not None:
             argv += ["--log-retention-entries", str(self.log_retention_entries)]
+        if self.links is not None:
+            launch = self.links.replica_launch(self, shard, index)
+            argv[argv.index("--port") + 1] = str(launch["port"])
+            argv[argv.index("--coordinator") + 1] = launch["coordinator"]
+            argv += launch["extra"]
         argv += self._tls_argv()
         return ManagedProcess(self.replica_id(shard, index), "replica", directory, argv, shard=shard, index=index)
 

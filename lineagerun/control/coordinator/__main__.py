@@ -15,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lineagerun.control import dial_map
 from lineagerun.control.coordinator.persistence import ConfigStore, CorruptConfigError
 from lineagerun.control.coordinator.server import CoordinatorOptions, FatalCoordinatorError, serve
 from lineagerun.core.chain.coordinator_events import CoordinatorSettings
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-interval-ms", default=100, type=int)
     p.add_argument("--failure-timeout-ms", default=1000, type=int)
     p.add_argument("--lease-ms", default=600, type=int)
+    p.add_argument("--dial-map", default=None, type=Path,
+                   help="JSON file: a replica's advertised address -> address to dial (chaos proxies per link)")
     tls.add_flags(p)  # the coordinator serves, and dials the replicas, over TLS
     return p
 
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.port < 65536:
             raise ConfigurationError(f"--port {args.port} is not a TCP port")
         token = read_token_file(args.token_file)
+        dial_map.configure(args.dial_map)
         tls.configure_process_tls(tls.from_flags(args.tls_cert, args.tls_key, args.tls_ca) or tls.process_tls())
     except ConfigurationError as err:
         return _fail(EXIT_BAD_ARGUMENTS, str(err))

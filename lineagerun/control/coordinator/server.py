@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 
+from lineagerun.control import dial_map
 from lineagerun.control.coordinator.persistence import (
     ConfigStore,
     chain_to_proto,
@@ -116,7 +117,8 @@ class ConfigPusher:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = channels.make_aio_channel(address, self._token)
+            channel = self._channels[address] = channels.make_aio_channel(dial_map.dial_address(address),
+                                                                          self._token)
             while len(self._channels) > PUSH_CHANNELS_MAX:
                 _, old = self._channels.popitem(last=False)
                 asyncio.get_running_loop().create_task(old.close())

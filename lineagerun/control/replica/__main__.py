@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from lineagerun.control import dial_map
 from lineagerun.control.replica.identity import check_identity
 from lineagerun.control.replica.server import ReplicaService, now_ms, print_fatal
 from lineagerun.control.replica.storage import DURABILITY_MODES, RocksStorage
@@ -36,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--coordinator", required=True, help="HOST:PORT of the chain coordinator")
     p.add_argument("--host", default=channels.DEFAULT_HOST)
     p.add_argument("--port", default=0, type=int, help="0 picks a free port (written to DIR/ready)")
+    p.add_argument("--advertise-host", default=None,
+                   help="host the coordinator, peers and clients are told to dial (default: --host); "
+                        "a chaos cluster gives a proxy's")
+    p.add_argument("--advertise-port", default=0, type=int, help="port to advertise (default: the bound one)")
+    p.add_argument("--dial-map", default=None, type=Path,
+                   help="JSON file: advertised peer address -> address to dial (chaos proxies per link)")
     p.add_argument("--token-file", required=True, type=Path)
     p.add_argument("--durability", default="wal", choices=DURABILITY_MODES)
     p.add_argument("--heartbeat-interval-ms", default=100, type=int)
@@ -61,8 +68,9 @@ async def _serve(args, token: str, cluster_id: str) -> int:
         server = channels.make_aio_server(token)
         port = channels.bind(server, args.host, args.port, token)
         address = f"{args.host}:{port}"
+        advertised = f"{args.advertise_host or args.host}:{args.advertise_port or port}"
         settings = ReplicaSettings(
-            shard=args.shard, replica_id=args.replica_id, address=address, cluster_id=cluster_id,
+            shard=args.shard, replica_id=args.replica_id, address=advertised, cluster_id=cluster_id,
             heartbeat_interval_ms=args.heartbeat_interval_ms, log_retention_entries=args.log_retention_entries,
             max_key_bytes=args.max_key_bytes, max_value_bytes=args.max_value_bytes, require_shard_count=True)
         core = ReplicaCore(settings, storage, now_ms())
@@ -97,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("heartbeat_interval_ms", "log_retention_entries", "max_key_bytes", "max_value_bytes"):
             if getattr(args, name) <= 0:
                 raise ConfigurationError(f"--{name.replace('_', '-')} must be positive")
+        if not 0 <= args.advertise_port <= 65535:
+            raise ConfigurationError(f"--advertise-port must be 0..65535, got {args.advertise_port}")
+        dial_map.configure(args.dial_map)
         args.dir.mkdir(parents=True, exist_ok=True)
         identity = check_identity(args.dir, args.shard, args.replica_id)
         token = read_token_file(args.token_file)

@@ -14,6 +14,7 @@ from collections import deque
 
 import grpc
 
+from lineagerun.control import dial_map
 from lineagerun.core.chain.replica_events import SendSnapshot
 from lineagerun.rpc import common_pb2, control_store_pb2, control_store_pb2_grpc
 from lineagerun.transport import channels
@@ -53,7 +54,7 @@ class _Outgoing:
         self.queue: deque = deque()
         self.ready = asyncio.Event()
         self.closed = False
-        self.channel = channels.make_aio_channel(target.address, token)
+        self.channel = channels.make_aio_channel(dial_map.dial_address(target.address), token)
         self.stub = control_store_pb2_grpc.ControlStoreReplicaStub(self.channel)
         self.task = asyncio.get_running_loop().create_task(self._run())
 

@@ -446,6 +446,7 @@ class ReplicaCore:
         if ack.epoch < self.epoch or link is None or link.target.replica_id != from_id:
             return []
         effects: list[Effect] = []
+        was_streaming = link.state is LinkState.STREAMING
         if link.state is LinkState.HELLO:
             effects.extend(self._sync_link(ack, now_ms))
         elif link.state is LinkState.SNAPSHOT_SENT:
@@ -459,6 +460,13 @@ class ReplicaCore:
             if ack.applied_seq > link.acked_seq:
                 link.last_progress_ms = now_ms
             link.acked_seq = max(link.acked_seq, ack.applied_seq)
+        if not was_streaming and link.state is LinkState.STREAMING:
+            # Our first hello of this epoch may have reached the successor
+            # before it knew the epoch (ignored), and under a steady write
+            # load the link never idles long enough for the next one: a new
+            # tail would refuse reads until the writes paused. Repeat it now
+            # (ahead of the entries) so its read gate opens within a round trip.
+            effects.append(self._hello())
         before = self.committed_seq
         if link.to_joiner:
             close_enough = link.acked_seq + self.settings.entries_per_batch_max >= self.applied_seq
