@@ -71,6 +71,11 @@ class UnavailableError(RpcError):
     code = "UNAVAILABLE"
 
 
+class NodeConnectionLostError(UnavailableError):
+    """A driver lost its session with its node manager and could not reconnect within the bound
+    (lineagerun.worker.session_resume.RECONNECT_TIMEOUT_S, 30 s)."""
+
+
 # ----------------------------------------------------------- control store
 
 

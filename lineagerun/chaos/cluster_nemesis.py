@@ -8,6 +8,8 @@
     nemesis.kill_actor("my-actor")          # the process hosting the actor
     nemesis.latency(node, 200)              # on its links (chaos=True)
     nemesis.partition(node); nemesis.heal()
+    nemesis.cut_pair(node_a, node_b)        # only the links between two nodes
+    nemesis.split([node_a])                 # node_a's group against the rest
 
 Every method returns what it did (naming the process or links).
 """
@@ -115,9 +117,20 @@ class ClusterNemesis:
         target.partition()
         return f"isolated: {target.name}"
 
-    def split(self) -> str:
-        """The later half of the nodes cut from the rest (each isolated)."""
-        target = self._links(None, "split")
+    def cut_pair(self, first, second) -> str:
+        """Only the links between two nodes, both directions."""
+        nodes = self.cluster.list_all_nodes()
+        target = self._links(None, f"pair:{nodes.index(first)}-{nodes.index(second)}")
+        target.partition()
+        return f"cut: {target.name}"
+
+    def split(self, group: list | None = None) -> str:
+        """``group`` (default: the later half of the nodes) cut from the
+        rest; the side without the head node loses the control store, the
+        scheduler and the driver too."""
+        nodes = self.cluster.list_all_nodes()
+        what = "split" if group is None else "split:" + ",".join(str(nodes.index(n)) for n in group)
+        target = self._links(None, what)
         target.partition()
         return target.name
 

@@ -26,6 +26,7 @@ import signal
 import threading
 from typing import Callable, Protocol
 
+from lineagerun import processes
 from lineagerun.core.chaos_schedule import INJECT, TOXIC_ACTIONS, ScheduledAction
 from lineagerun.exceptions import ConfigurationError, InvalidArgumentError
 
@@ -103,9 +104,8 @@ class CoordinatorTarget:
 
     def _signal(self, sig: int) -> None:
         process = self.cluster.coordinator
-        if process is None or not process.pid or not process.alive():
+        if process is None or not process.pid or not processes.signal_if_ours(process, sig):
             raise ConfigurationError("the coordinator is not running")
-        os.killpg(process.pid, sig)  # started in its own session: its pgid is its pid
         process.paused = sig == signal.SIGSTOP
 
     def pause(self) -> None:
@@ -290,6 +290,10 @@ class ControlStoreTargets:
         return [ReplicaTarget(self.cluster, *self.cluster.index_of(chain[position]))]
 
     def network_targets(self, target: str, shard: int) -> list[NetworkTarget]:
+        if target.startswith("link:"):  # one replica or coordinator link (control_store_links)
+            from lineagerun.chaos.control_store_links import StoreLinkTarget
+
+            return [StoreLinkTarget(getattr(self.cluster, "links", None), target)]
         if self.links is None:
             raise ConfigurationError("network faults need the clients routed through chaos proxies (ClientLinks)")
         if target not in ("clients", "client-coordinator"):
@@ -409,9 +413,8 @@ class RecordedProcessTarget:
 
     def _signal(self, sig: int) -> None:
         process = self._process()
-        if not process.alive():
+        if not processes.signal_if_ours(process, sig):  # a reused pid is not ours
             raise ConfigurationError(f"{self.name} (pid {process.pid}) is not running")
-        os.killpg(process.pid, sig)  # launched in its own session: pgid == pid
 
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
@@ -425,17 +428,12 @@ class RecordedProcessTarget:
     def restart(self, timeout_s: float = 60.0) -> str:
         """Start it again (killing it first if it runs); returns its address."""
         import json
-        import subprocess
         import time
 
         from lineagerun.control.cluster import CLUSTER_FILE_NAME, READY_FILE_NAME
 
         process = self._process()
-        if process.alive():
-            os.killpg(process.pid, signal.SIGKILL)
-            deadline_s = time.monotonic() + 5.0
-            while process.alive() and time.monotonic() < deadline_s:
-                time.sleep(0.02)
+        processes.stop_service(process, force=True)
         record, entry = self._entry()
         argv = list(entry["argv"])
         if entry["role"] == "coordinator" and entry.get("address") and "--port" in argv:
@@ -445,20 +443,20 @@ class RecordedProcessTarget:
         (directory / READY_FILE_NAME).unlink(missing_ok=True)
         deadline_s = time.monotonic() + timeout_s
         while True:
-            with open(process.log_path, "ab") as log:
-                popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True, close_fds=True,
-                                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
-            address = _wait_ready_file(directory / READY_FILE_NAME, popen, deadline_s)
-            if address:
+            started = processes.ServiceProcess(self.name, entry["role"], 0, None, process.log_path)
+            started.popen = processes.spawn(argv, process.log_path)
+            started.pid = started.popen.pid
+            try:
+                address = processes.wait_ready(started, processes.ready_text(directory / READY_FILE_NAME),
+                                               what="serving", deadline_s=deadline_s)
                 break
-            if time.monotonic() > deadline_s or "could not listen" not in process.log_tail():
-                raise ConfigurationError(f"{self.name} did not start again; last lines of {process.log_path}:\n"
-                                         f"{process.log_tail()}")
+            except ConfigurationError:
+                processes.stop_service(started, force=True)
+                if time.monotonic() > deadline_s or "could not listen" not in process.log_tail():
+                    raise ConfigurationError(f"{self.name} did not start again; last lines of "
+                                             f"{process.log_path}:\n{process.log_tail()}") from None
             time.sleep(0.2)  # a killed coordinator's port can stay busy for a moment
-        import psutil
-
-        entry.update(pid=popen.pid, create_time=psutil.Process(popen.pid).create_time(), address=address)
+        entry.update(pid=started.pid, create_time=processes.process_create_time(started.pid), address=address)
         path = os.path.join(self.directory, CLUSTER_FILE_NAME)
         tmp = path + ".tmp"
         with open(tmp, "w") as out:
@@ -466,18 +464,3 @@ class RecordedProcessTarget:
         os.replace(tmp, path)
         return address
 
-
-def _wait_ready_file(path, popen, deadline_s: float) -> str | None:
-    """The address a started process wrote into its ready file, or None if
-    it exited first."""
-    import time
-
-    while time.monotonic() < deadline_s:
-        if path.exists():
-            address = path.read_text().strip()
-            if address:
-                return address
-        if popen.poll() is not None:
-            return None
-        time.sleep(0.02)
-    return None

@@ -404,7 +404,13 @@ def _launch_control_store(scenario: Scenario, directory: Path, needs_links: bool
     from lineagerun.control.cluster import ControlStoreCluster
 
     spec = scenario.cluster
-    cluster = ControlStoreCluster(directory, shards=spec.shards, replicas=spec.replicas, **dict(spec.options))
+    store_links = None
+    if any(target.startswith("link:") for fault in scenario.faults for target in fault.targets):
+        from lineagerun.chaos.control_store_links import ControlStoreLinks
+
+        store_links = ControlStoreLinks()  # every replica/coordinator link proxied
+    cluster = ControlStoreCluster(directory, shards=spec.shards, replicas=spec.replicas, links=store_links,
+                                  **dict(spec.options))
     links = None
     stopped = threading.Event()
 
@@ -417,11 +423,14 @@ def _launch_control_store(scenario: Scenario, directory: Path, needs_links: bool
         finally:
             if links is not None:
                 links.stop()
+            if store_links is not None:
+                store_links.stop()
 
     try:
         cluster.start()
         if needs_links:
-            links = ClientLinks(cluster)
+            # toxiproxy-python talks to one API server per process: share it.
+            links = ClientLinks(cluster, proxy_server_factory=(lambda: store_links.server) if store_links else None)
     except BaseException:
         stop()
         raise
@@ -437,7 +446,8 @@ def _launch_control_store(scenario: Scenario, directory: Path, needs_links: bool
     return _ClusterHandle(
         cluster=cluster, resolver=ControlStoreTargets(cluster, links), make_client=make_client,
         make_direct_client=lambda: cluster.client(timeout_s=FINAL_READ_TIMEOUT_S),
-        heal=lambda: cluster.wait_for_chains(timeout_s=HEAL_TIMEOUT_S), stop=stop,
+        heal=lambda: (store_links.heal_all() if store_links is not None else None,
+                      cluster.wait_for_chains(timeout_s=HEAL_TIMEOUT_S)), stop=stop,
         description={**scenario.cluster.to_dict(), "dir": str(directory),
                      "network_faults_on": "client links" if needs_links else None})
 

@@ -36,7 +36,9 @@ def launch_runtime(scenario, directory: Path, needs_links: bool):
     if lineagerun.is_initialized():
         raise ConfigurationError("this process is already a lineagerun driver; a runtime scenario connects its "
                                  "own (call lineagerun.shutdown() first)")
-    cluster = Cluster(initialize_head=False, shutdown_at_exit=True, chaos=needs_links, **cluster_args)
+    store_links = any(target.startswith("link:") for fault in scenario.faults for target in fault.targets)
+    cluster = Cluster(initialize_head=False, shutdown_at_exit=True, chaos=needs_links,
+                      chaos_control_store=store_links, **cluster_args)
     stopped = []
 
     def stop() -> None:
@@ -74,6 +76,8 @@ def heal_runtime(cluster, node_args: dict, nodes_wanted: int) -> None:
 
     if cluster.links is not None:
         cluster.links.heal_all()
+    if getattr(cluster.control_store, "links", None) is not None:
+        cluster.control_store.links.heal_all()
     # A node starting scans the control store: its chains must be whole first.
     cluster.control_store.wait_for_chains(timeout_s=RUNTIME_HEAL_TIMEOUT_S)
     SchedulerTarget(cluster).restart()

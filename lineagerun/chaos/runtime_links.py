@@ -12,12 +12,16 @@ Each node manager gets three proxies, created before it starts:
   without knowing it.
 * ``node-<i>-cs``: node i -> the control store's coordinator (``--control-store``).
 * ``node-<i>-gs``: node i -> the global scheduler (``--global-scheduler``).
+* ``pair-<i>-<j>``: node i -> node j (peer sessions, object pulls), one per
+  ordered pair. Node i dials node j's advertised ``127.77.s.(j+1):P`` at
+  ``127.(100+i).s.(j+1):P`` instead (``LINEAGERUN_PEER_DIAL_REWRITE``, see
+  ``lineagerun.node.peer_dial``), where this proxy listens. Cutting
+  ``pair-<a>-<b>`` and ``pair-<b>-<a>`` cuts exactly A <-> B; ``node-<i>-in``
+  then carries only the driver's and the global scheduler's links into i.
 
 Not proxied: node -> control-store *replica* links (the client learns replica
 addresses from the coordinator; the replicas would have to advertise proxy
-addresses, as the nodes do), replica -> replica links, and node -> node links
-as a pair (node j reaches node i through node i's one inbound proxy, so cutting
-"A to B only" is not possible; ``isolate`` cuts all three links of one node).
+addresses, as the nodes do) and replica -> replica links.
 Workers reach their node over a unix socket: not a network link.
 """
 
@@ -31,10 +35,14 @@ from pathlib import Path
 from typing import Callable
 
 from lineagerun.exceptions import ConfigurationError
+from lineagerun.node.peer_dial import DIAL_REWRITE_ENV
 
-# Second loopback addresses the nodes advertise: 127.0.<base>.<k>.
+# Second loopback addresses the nodes advertise: 127.<base>.<s>.<k>.
 ADVERTISE_SUBNET_BASE = 77
-NODES_MAX = 250
+# Pair proxies of node i listen on 127.<base + i>.<s>.<k>: the second octet
+# bounds the nodes of one chaos cluster (replacements count too).
+PAIR_SUBNET_BASE = 100
+NODES_MAX = 255 - PAIR_SUBNET_BASE
 # A free port on 127.0.0.1 that is also free on the advertised address.
 FREE_PORT_ATTEMPTS_MAX = 50
 LINK_KINDS = ("in", "cs", "gs")
@@ -89,9 +97,11 @@ class RuntimeLinks:
         self.api.update_api_consumer(self._server.host, self._server.port)
         self._lock = threading.Lock()
         self.nodes: list[NodeLinks] = []
-        # Distinct second octet per process: two chaos clusters of two test
+        self.pairs: dict[tuple[int, int], object] = {}   # (from index, to index) -> toxiproxy Proxy
+        # Distinct third octet per process: two chaos clusters of two test
         # processes do not share advertised addresses.
-        self._subnet = f"127.{ADVERTISE_SUBNET_BASE}.{os.getpid() % 250}"
+        self._subnet_octet = os.getpid() % 250
+        self._subnet = f"127.{ADVERTISE_SUBNET_BASE}.{self._subnet_octet}"
 
     # ------------------------------------------------------------ setup
 
@@ -116,12 +126,36 @@ class RuntimeLinks:
             if scheduler_address:
                 links.proxies["gs"] = self.api.create(upstream=scheduler_address, name=f"{prefix}-gs",
                                                       listen="127.0.0.1:0")
+            for other in self.nodes:
+                self._create_pair(other, links)
+                self._create_pair(links, other)
             self.nodes.append(links)
             if session_dir is not None:
                 self._record(Path(session_dir))
         scheduler = links.proxies["gs"].listen if scheduler_address else scheduler_address
+        rewrite = f"{self._subnet}.=127.{PAIR_SUBNET_BASE + index}.{self._subnet_octet}."
         return links.proxies["cs"].listen, scheduler, {
-            "host": "127.0.0.1", "port": port, "extra": ["--advertise-host", host]}
+            "host": "127.0.0.1", "port": port, "extra": ["--advertise-host", host],
+            "env_extra": {DIAL_REWRITE_ENV: rewrite}}
+
+    def _create_pair(self, source: NodeLinks, target: NodeLinks) -> None:
+        """The proxy node ``source`` dials node ``target`` through."""
+        listen = f"127.{PAIR_SUBNET_BASE + source.index}.{self._subnet_octet}.{target.index + 1}:{target.port}"
+        self.pairs[(source.index, target.index)] = self.api.create(
+            upstream=f"127.0.0.1:{target.port}", name=f"pair-{source.index}-{target.index}", listen=listen)
+
+    def pair_proxies(self, group_a: list[NodeLinks], group_b: list[NodeLinks]) -> list[object]:
+        """The pair proxies between two groups of nodes, both directions."""
+        a, b = {n.index for n in group_a}, {n.index for n in group_b}
+        with self._lock:
+            return [proxy for (i, j), proxy in self.pairs.items() if (i in a and j in b) or (i in b and j in a)]
+
+    def isolation_proxies(self, node: NodeLinks) -> list[object]:
+        """Every link of one node: into it, to the control store and the
+        scheduler, and to and from every other node."""
+        with self._lock:
+            pairs = [proxy for (i, j), proxy in self.pairs.items() if node.index in (i, j)]
+        return self.proxies([node]) + pairs
 
     def _record(self, session_dir: Path) -> None:
         from lineagerun.node.launcher import write_json_atomic
@@ -129,7 +163,8 @@ class RuntimeLinks:
         write_json_atomic(session_dir / CHAOS_FILE_NAME, {
             "api": f"{self._server.host}:{self._server.port}",
             "nodes": [{"index": n.index, "address": n.advertised_address,
-                       "proxies": {kind: proxy.name for kind, proxy in n.proxies.items()}} for n in self.nodes]})
+                       "proxies": {kind: proxy.name for kind, proxy in n.proxies.items()}} for n in self.nodes],
+            "pairs": {f"{i}-{j}": proxy.name for (i, j), proxy in self.pairs.items()}})
 
     def for_address(self, advertised_address: str) -> NodeLinks:
         with self._lock:
@@ -162,7 +197,9 @@ class RuntimeLinks:
 
     def heal_all(self) -> None:
         """Every proxy enabled, every toxic removed."""
-        for proxy in self.proxies(list(self.nodes)):
+        with self._lock:
+            pairs = list(self.pairs.values())
+        for proxy in self.proxies(list(self.nodes)) + pairs:
             for name in list(proxy.toxics()):
                 proxy.destroy_toxic(name)
             proxy.enable()

@@ -14,12 +14,15 @@ Process targets (``kill`` = SIGKILL, ``pause``/``resume`` = SIGSTOP/SIGCONT):
 * ``control-store-replica[:head|middle|tail]`` (default tail).
 
 Network targets (need ``Cluster(chaos=True)``, see ``runtime_links``):
-``node``/``node:<i>``/``head-node`` (all three links of one node; a
-``partition`` isolates it), ``driver`` (the inbound link of the node the
-driver talks to), ``control-store`` (every node's coordinator link),
-``split`` (the later half of the nodes, each isolated: the halves cannot
-reach each other; the isolated nodes cannot reach each other either, since a
-node has one inbound proxy).
+``node``/``node:<i>``/``head-node`` (every link of one node: into it, to the
+control store and scheduler, to and from each other node; a ``partition``
+isolates it), ``pair:<i>-<j>`` (only the links between nodes i and j, both
+directions), ``driver`` (the inbound link of the node the driver talks to),
+``control-store`` (every node's coordinator link), ``split`` / ``split:<i>,<j>``
+(two groups: the later half of the nodes, or the nodes listed, against the
+rest; the links between the groups are cut, and the group without the head
+node also loses its links to the control store, the scheduler and the
+driver: the head's services are on the head's side).
 
 The pid lookups work from a session directory too (``SessionProcesses``),
 for ``lineagerun chaos nemesis`` against a cluster started elsewhere.
@@ -218,7 +221,8 @@ class SchedulerTarget:
         port = int(cluster.scheduler_address.rsplit(":", 1)[1])
         cluster.scheduler_process, cluster.scheduler_address = launcher.start_scheduler(
             cluster.session_dir, cluster.control_store.address, port=port,
-            heartbeat_interval_ms=cluster.heartbeat_interval_ms, node_timeout_ms=cluster.node_timeout_ms)
+            heartbeat_interval_ms=cluster.heartbeat_interval_ms, node_timeout_ms=cluster.node_timeout_ms,
+            tls=getattr(cluster, "tls", None))
 
 
 # ------------------------------------------------- network targets
@@ -319,24 +323,59 @@ class RuntimeTargets:
         if links is None:
             raise ConfigurationError("network faults need a cluster started with chaos=True (proxied links)")
         base = target.partition(":")[0]
+        if base == "link":  # one control-store link (lineagerun.chaos.control_store_links)
+            from lineagerun.chaos.control_store_links import StoreLinkTarget
+
+            return [StoreLinkTarget(getattr(self.cluster.control_store, "links", None), target)]
         if base in ("node", "head-node"):
             node = self._node(target)
             return [RuntimeLinkTarget(f"links of node {node.node_id[:8]}", links,
-                                      links.proxies([links.for_address(node.address)]))]
+                                      links.isolation_proxies(links.for_address(node.address)))]
         if base == "driver":
             node = self.driver_node or self.cluster.head_node
             return [RuntimeLinkTarget(f"driver -> node {node.node_id[:8]}", links,
                                       links.proxies([links.for_address(node.address)], ("in",)))]
         if base == "control-store":
             return [RuntimeLinkTarget("nodes -> control store", links, links.proxies(list(links.nodes), ("cs",)))]
+        if base == "pair":
+            first, second = self._pair(target)
+            return [RuntimeLinkTarget(f"node {first.node_id[:8]} <-> node {second.node_id[:8]}", links,
+                                      links.pair_proxies([links.for_address(first.address)],
+                                                         [links.for_address(second.address)]))]
         if base == "split":
-            nodes = self.cluster.list_all_nodes()
-            minority = nodes[(len(nodes) + 1) // 2:]
-            if not minority:
-                raise ConfigurationError("a split needs at least two nodes")
-            return [RuntimeLinkTarget(f"split: {len(nodes) - len(minority)} | {len(minority)} nodes", links,
-                                      links.proxies([links.for_address(n.address) for n in minority]))]
+            return [self._split(target, links)]
         raise InvalidArgumentError(f"unknown runtime network target {target!r}")
+
+    def _indexed(self, text: str, target: str):
+        nodes = self.cluster.list_all_nodes()
+        try:
+            return nodes[int(text)]
+        except (ValueError, IndexError):
+            raise InvalidArgumentError(f"{target!r}: node index must be 0..{len(nodes) - 1}, got {text!r}") from None
+
+    def _pair(self, target: str) -> tuple:
+        first, sep, second = target.partition(":")[2].partition("-")
+        if not sep:
+            raise InvalidArgumentError(f"{target!r}: expected pair:<i>-<j> (node indexes, 0 = head)")
+        a, b = self._indexed(first, target), self._indexed(second, target)
+        if a is b:
+            raise InvalidArgumentError(f"{target!r}: a pair needs two different nodes")
+        return a, b
+
+    def _split(self, target: str, links) -> RuntimeLinkTarget:
+        nodes = self.cluster.list_all_nodes()
+        listed = target.partition(":")[2]
+        group = ([self._indexed(i.strip(), target) for i in listed.split(",")] if listed
+                 else nodes[(len(nodes) + 1) // 2:])
+        rest = [n for n in nodes if n not in group]
+        if not group or not rest:
+            raise ConfigurationError(f"{target!r}: a split needs nodes on both sides ({len(nodes)} running)")
+        # The side without the head loses the head's services too.
+        cut_off = rest if self.cluster.head_node in group else group
+        proxies = links.pair_proxies([links.for_address(n.address) for n in group],
+                                     [links.for_address(n.address) for n in rest])
+        proxies += links.proxies([links.for_address(n.address) for n in cut_off])
+        return RuntimeLinkTarget(f"split: {len(nodes) - len(cut_off)} | {len(cut_off)} nodes", links, proxies)
 
 
 # ----------------------------------------- a cluster started elsewhere

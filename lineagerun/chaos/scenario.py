@@ -26,9 +26,11 @@ PROCESS_TARGETS = {
     "runtime": ("node", "worker", "actor", "head-node", "global-scheduler", "control-store-replica"),
 }
 NETWORK_TARGETS = {
-    "control-store": ("clients", "client-coordinator"),
-    "runtime": ("node", "head-node", "driver", "control-store", "split"),
+    "control-store": ("clients", "client-coordinator", "link"),
+    "runtime": ("node", "head-node", "driver", "control-store", "split", "pair", "link"),
 }
+# "link:replica:0:1->replica:0:2" and friends: one control-store link
+# (lineagerun.chaos.control_store_links; its proxies exist when a fault names one).
 # A scenario is meant to be short; hours-long soaks are not a scenario file.
 DURATION_S_MAX = 3600.0
 SHARDS_MAX = 64

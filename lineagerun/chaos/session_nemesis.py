@@ -117,8 +117,34 @@ def add_toxic(session_dir: str, node: str | None, kinds: tuple[str, ...], toxic_
     return f"toxic {name} ({toxic_type} {attributes}, {stream}) on {', '.join(p.name for p in proxies)}"
 
 
+def _node_index(session_dir: str, node: str) -> int:
+    """The chaos index (``node-<i>-*``, ``pair-<i>-<j>``) of a running node."""
+    _, record = _links(session_dir)
+    node_id, _ = SessionProcesses(session_dir).node(node)
+    ready = json.loads((Path(session_dir) / "nodes" / node_id / "ready.json").read_text())
+    for entry in record["nodes"]:
+        if entry["address"] == ready["address"]:
+            return int(entry["index"])
+    raise ConfigurationError(f"node {node_id[:12]} ({ready['address']}) has no chaos proxies")
+
+
+def cut_pair(session_dir: str, first: str, second: str) -> str:
+    """Cut only the links between two nodes (both directions)."""
+    a, b = _node_index(session_dir, first), _node_index(session_dir, second)
+    if a == b:
+        raise InvalidArgumentError("a pair needs two different nodes")
+    proxies = [p for p in _pair_proxies(session_dir, a) if p.name in (f"pair-{a}-{b}", f"pair-{b}-{a}")]
+    if len(proxies) != 2:
+        raise ConfigurationError(f"no pair proxies between nodes {a} and {b} in {CHAOS_FILE_NAME}")
+    for proxy in proxies:
+        proxy.disable()
+    return f"cut: {', '.join(p.name for p in proxies)} disabled"
+
+
 def partition(session_dir: str, node: str, kinds: tuple[str, ...]) -> str:
     proxies = _node_proxies(session_dir, node, kinds)
+    if set(kinds) == {"in", "cs", "gs"}:  # isolate: the links to and from the other nodes too
+        proxies += _pair_proxies(session_dir, _node_index(session_dir, node))
     for proxy in proxies:
         proxy.disable()
     return f"partitioned: {', '.join(p.name for p in proxies)} disabled"
@@ -126,9 +152,22 @@ def partition(session_dir: str, node: str, kinds: tuple[str, ...]) -> str:
 
 def heal(session_dir: str) -> str:
     """Every proxy of the cluster enabled, every toxic removed."""
-    proxies = _node_proxies(session_dir, None, ("in", "cs", "gs"))
+    proxies = _node_proxies(session_dir, None, ("in", "cs", "gs")) + _pair_proxies(session_dir)
     for proxy in proxies:
         for toxic in list(proxy.toxics()):
             proxy.destroy_toxic(toxic)
         proxy.enable()
     return f"healed {len(proxies)} links"
+
+
+def _pair_proxies(session_dir: str, node_index: int | None = None) -> list:
+    """The node-to-node proxies (``pair-<i>-<j>``), all or those of one node."""
+    api, record = _links(session_dir)
+    proxies = []
+    for pair, name in record.get("pairs", {}).items():
+        i, j = (int(k) for k in pair.split("-"))
+        if node_index is None or node_index in (i, j):
+            proxy = api.get_proxy(name)
+            if proxy is not None:
+                proxies.append(proxy)
+    return proxies

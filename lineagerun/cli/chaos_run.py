@@ -120,6 +120,17 @@ def _session_option(function):
                         help="The cluster's session directory (e.g. /tmp/lineagerun/session_...).")(function)
 
 
+def toxic_attributes(attrs: tuple[str, ...]) -> dict[str, int]:
+    """``--attr name=integer`` options as a toxic's attributes."""
+    attributes = {}
+    for attr in attrs:
+        key, sep, value = attr.partition("=")
+        if not sep or not value.lstrip("-").isdigit():
+            raise click.BadParameter(f"{attr!r} is not name=integer", param_hint="--attr")
+        attributes[key] = int(value)
+    return attributes
+
+
 def _do(action, *args) -> None:
     try:
         click.echo(action(*args))
@@ -186,12 +197,7 @@ def toxic(session_dir: str, node: str | None, links: str, toxic_type: str, attrs
     """Add a toxic to links of a Cluster(chaos=True); `heal` removes every toxic."""
     from lineagerun.chaos import session_nemesis as sn
 
-    attributes = {}
-    for attr in attrs:
-        key, sep, value = attr.partition("=")
-        if not sep or not value.lstrip("-").isdigit():
-            raise click.BadParameter(f"{attr!r} is not name=integer", param_hint="--attr")
-        attributes[key] = int(value)
+    attributes = toxic_attributes(attrs)
     _do(sn.add_toxic, session_dir, node, _LINK_KINDS[links], toxic_type, stream, attributes,
         name or f"{toxic_type}_{stream}")
 
@@ -207,6 +213,18 @@ def partition(session_dir: str, node: str, links: str) -> None:
     _do(sn.partition, session_dir, node, _LINK_KINDS[links])
 
 
+@nemesis.command("cut-pair")
+@_session_option
+@click.option("--node", "nodes", required=True, multiple=True, help="Node id prefix; give it twice (A and B).")
+def cut_pair(session_dir: str, nodes: tuple[str, ...]) -> None:
+    """Cut only the links between two nodes, both directions (Cluster(chaos=True)); `heal` restores them."""
+    from lineagerun.chaos import session_nemesis as sn
+
+    if len(nodes) != 2:
+        raise click.BadParameter(f"give exactly two nodes, got {len(nodes)}", param_hint="--node")
+    _do(sn.cut_pair, session_dir, nodes[0], nodes[1])
+
+
 @nemesis.command("heal")
 @_session_option
 def heal(session_dir: str) -> None:
@@ -214,3 +232,8 @@ def heal(session_dir: str) -> None:
     from lineagerun.chaos import session_nemesis as sn
 
     _do(sn.heal, session_dir)
+
+
+from lineagerun.cli.chaos_links import link as _link_command  # noqa: E402
+
+nemesis.add_command(_link_command)

@@ -67,7 +67,8 @@ class PeerConnection:
 
     def __init__(self, address: str, token: str | None, own_node_id: bytes, *,
                  on_results: Callable[["PeerConnection", list], None],
-                 on_closed: Callable[["PeerConnection"], None], root_cert: bytes | None = None):
+                 on_closed: Callable[["PeerConnection"], None], root_cert: bytes | None = None,
+                 dial: Callable[[str], str] | None = None):
         self.address = address
         self.node_id: bytes = b""
         self.functions_sent: set[bytes] = set()
@@ -75,7 +76,8 @@ class PeerConnection:
         self._own_node_id = own_node_id
         self._on_results = on_results
         self._on_closed = on_closed
-        self._channel = make_aio_channel(address, token, root_cert=root_cert)
+        # dial: a chaos cluster routes each node pair through its own proxy (peer_dial.py).
+        self._channel = make_aio_channel(dial(address) if dial else address, token, root_cert=root_cert)
         self._outbox: asyncio.Queue = asyncio.Queue(PEER_OUTBOX_MAX)
         self._requests_pending: dict[int, asyncio.Future] = {}
         self._next_request_id = 0
@@ -182,8 +184,10 @@ class PeerPool:
 
     def __init__(self, token: str | None, own_node_id: bytes, *,
                  on_results: Callable[[PeerConnection, list], None],
-                 on_closed: Callable[[PeerConnection], None] | None = None, root_cert: bytes | None = None):
+                 on_closed: Callable[[PeerConnection], None] | None = None, root_cert: bytes | None = None,
+                 dial: Callable[[str], str] | None = None):
         self._token = token
+        self._dial = dial
         self._own_node_id = own_node_id
         self._on_results = on_results
         self._on_closed = on_closed
@@ -194,7 +198,7 @@ class PeerPool:
         peer = self.connections.get(address)
         if peer is None or peer.closed:
             peer = PeerConnection(address, self._token, self._own_node_id, on_results=self._on_results,
-                                  on_closed=self._closed, root_cert=self._root_cert)
+                                  on_closed=self._closed, root_cert=self._root_cert, dial=self._dial)
             self.connections[address] = peer
         return peer
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from lineagerun.core.ids import WorkerID
+from lineagerun.node.driver_resume import DriverSessions, over_tcp
 from lineagerun.node.peers import LOCATION_PREFIX, PEER_KIND, location_payload
 from lineagerun.rpc import node_pb2, node_pb2_grpc
 
@@ -37,6 +38,11 @@ class Session:
     # files: objects in the store are sent to it as a location, this address.
     location_address: str = ""
     accepts_batches: bool = False  # Register.accepts_batches
+    # A TCP driver's session outlives a broken stream (driver_resume.py):
+    # each stream serving it has its generation; a broken one is parked.
+    generation: int = 0
+    stream_broken: bool = False
+    peer_node_id: bytes = b""  # a peer session: the node id it registered with (actor_takeover.py)
 
     @property
     def is_worker(self) -> bool:
@@ -78,32 +84,50 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
     def __init__(self, manager):
         self.manager = manager
         self._serial = 0
+        self.drivers = DriverSessions(manager)
 
     async def Session(self, request_iterator, context):
         self._serial += 1
         session = Session(self._serial)
-        reader = asyncio.get_running_loop().create_task(self._read(session, request_iterator))
+        requests = request_iterator.__aiter__()
+        try:
+            first = await requests.__anext__()
+        except (StopAsyncIteration, asyncio.CancelledError, grpc.aio.AioRpcError):
+            return
+        resumed = self.drivers.resume(first)
+        if resumed is not None:
+            session, first = resumed, None
+        generation, out = session.generation, session.out
+        tcp = resumed is None and over_tcp(context)
+        reader = asyncio.get_running_loop().create_task(self._read(session, requests, first, generation, tcp))
         try:
             while True:
-                message = await session.out.get()
+                message = await out.get()
                 if message is None:
                     break
-                if session.accepts_batches and not session.out.empty():
-                    message, end = _take_batch(message, session.out)
+                if session.accepts_batches and not out.empty():
+                    message, end = _take_batch(message, out)
                     await context.write(message)
                     if end:
                         break
                     continue
                 await context.write(message)
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
-            pass
+            session.stream_broken = True
         finally:
-            session.closed = True
             reader.cancel()
-            self.manager.session_closed(session)
+            if session.generation == generation:  # else a newer stream serves it
+                session.closed = True
+                if not (session.stream_broken and self.drivers.park(session)):
+                    self.drivers.forget(session)
+                    self.manager.session_closed(session)
 
-    async def _read(self, session: Session, request_iterator) -> None:
+    async def _read(self, session: Session, request_iterator, first, generation: int, tcp: bool) -> None:
         try:
+            if first is not None:
+                self._handle(session, first)
+                if tcp and session.is_driver and len(first.register.worker_id) == WorkerID.SIZE:
+                    self.drivers.track(session, first.register.worker_id)
             handled = 0
             async for message in request_iterator:
                 handled += 1
@@ -112,20 +136,29 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
                     # this, a burst of submissions starves the completions
                     # (spec writes, other sessions) queued behind it.
                     await asyncio.sleep(0)
-                kind = message.WhichOneof("kind")
-                if kind == "register" and message.register.accepts_batches:
-                    session.accepts_batches = True
-                for one in (message.batch.messages if kind == "batch" else (message,)):
-                    try:
-                        self.manager.handle_message(session, one)
-                    except Exception:  # noqa: BLE001 - one bad message must not end the node
-                        log.exception("handling a %s message failed", one.WhichOneof("kind"))
+                self._handle(session, message)
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
-            pass
+            if session.generation == generation:
+                session.stream_broken = True
         except Exception:  # noqa: BLE001
             log.exception("session %d reader failed", session.serial)
         finally:
-            session.close()
+            if session.generation == generation:
+                session.close()
+
+    def _handle(self, session: Session, message: node_pb2.ClientMessage) -> None:
+        kind = message.WhichOneof("kind")
+        if kind == "register" and message.register.accepts_batches:
+            session.accepts_batches = True
+        for one in (message.batch.messages if kind == "batch" else (message,)):
+            if session.is_driver:  # a resumed TCP driver resends what may have arrived
+                one = self.drivers.first_time(session, one)
+                if one is None:
+                    continue
+            try:
+                self.manager.handle_message(session, one)
+            except Exception:  # noqa: BLE001 - one bad message must not end the node
+                log.exception("handling a %s message failed", one.WhichOneof("kind"))
 
 
 def _take_batch(first: node_pb2.NodeMessage, out: asyncio.Queue) -> tuple[node_pb2.NodeMessage, bool]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from lineagerun.exceptions import ConfigurationError, InvalidArgumentError
 from lineagerun.node import launcher
+from lineagerun.testing import node_start
 
 # Waiting for nodes to be seen alive (or dead) by the global scheduler.
 WAIT_FOR_NODES_TIMEOUT_S = 30.0
@@ -62,12 +63,22 @@ class Cluster:
     def __init__(self, initialize_head: bool = False, connect: bool = False, head_node_args: dict | None = None,
                  shutdown_at_exit: bool = True, *, heartbeat_interval_ms: int = 100, node_timeout_ms: int = 1000,
                  control_store_replicas: int = CONTROL_STORE_REPLICAS_DEFAULT, session_root: str | None = None,
-                 chaos: bool = False):
+                 chaos: bool = False, tls: bool = False, chaos_control_store: bool = False):
         from lineagerun.transport.auth import new_token, write_token_file
+
+        # chaos_control_store=True: the control store's own links (replica ->
+        # replica, replica <-> coordinator, clients -> replica) each get a
+        # proxy too (lineagerun.chaos.control_store_links; link:... targets).
+        # Opt-in: its heartbeats and leases then depend on this process.
+        self.chaos_control_store = chaos_control_store
+        chaos = chaos or chaos_control_store
 
         # chaos=True: every node's links go through chaos proxies
         # (lineagerun.chaos.runtime_links; ``self.links``).
         self.links = None
+        if chaos and tls:
+            raise ConfigurationError("Cluster(chaos=True, tls=True) is not supported: chaos proxies give the nodes "
+                                     "addresses (127.77.x.y) a throwaway certificate does not name; pick one")
         if chaos:
             from lineagerun.chaos.runtime_links import RuntimeLinks
 
@@ -76,6 +87,16 @@ class Cluster:
         self.session_dir = launcher.new_session_dir(session_root or launcher.SESSION_ROOT)
         self.token = new_token()
         self.token_file = write_token_file(self.session_dir / launcher.TOKEN_FILE_NAME, self.token)
+        # tls=True: a throwaway self-signed certificate (lineagerun.testing.tls_certs)
+        # that every process serves and checks its peers with; recorded in the
+        # session (tls.json), so a driver joining with init(address=) uses it.
+        self.tls = None
+        if tls:
+            from lineagerun.testing.tls_certs import make_certificate
+            from lineagerun.transport.tls import TlsConfig, write_session_tls
+
+            self.tls = TlsConfig.load(*make_certificate(self.session_dir / "tls", "cluster"))
+            write_session_tls(self.session_dir, self.tls)
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.node_timeout_ms = node_timeout_ms
         self.control_store_replicas = control_store_replicas
@@ -106,12 +127,18 @@ class Cluster:
     def _start_head_services(self) -> None:
         from lineagerun.control.cluster import ControlStoreCluster
 
+        store_links = None
+        if self.links is not None and self.chaos_control_store:
+            from lineagerun.chaos.control_store_links import ControlStoreLinks
+
+            store_links = ControlStoreLinks.sharing(self.links)
         self.control_store = ControlStoreCluster(self.session_dir / "control", shards=1,
-                                                 replicas=self.control_store_replicas, token=self.token)
+                                                 replicas=self.control_store_replicas, token=self.token,
+                                                 tls=self.tls, links=store_links)
         self.control_store.start()
         self.scheduler_process, self.scheduler_address = launcher.start_scheduler(
             self.session_dir, self.control_store.address, heartbeat_interval_ms=self.heartbeat_interval_ms,
-            node_timeout_ms=self.node_timeout_ms)
+            node_timeout_ms=self.node_timeout_ms, tls=self.tls)
 
     def _write_head(self) -> None:
         launcher.write_json_atomic(self.session_dir / launcher.HEAD_FILE_NAME, {
@@ -137,9 +164,9 @@ class Cluster:
             if self.links is not None:
                 control_address, scheduler_address, link_args = self.links.prepare_node(
                     control_address, scheduler_address, self.session_dir)
-            process, ready = launcher.start_node(self.session_dir, control_address, scheduler_address,
+            process, ready = node_start.start_node(self.session_dir, control_address, scheduler_address,
                                                  heartbeat_interval_ms=self.heartbeat_interval_ms, **link_args,
-                                                 **args)
+                                                 **({"tls": self.tls} if self.tls else {}), **args)
         except BaseException:
             if self.head_node is None:
                 self.shutdown()
@@ -179,7 +206,8 @@ class Cluster:
         last = None
         while True:
             try:
-                view = launcher.scheduler_view(self.scheduler_address, self.token)
+                view = launcher.scheduler_view(self.scheduler_address, self.token,
+                                               root_cert=self.tls.ca_pem if self.tls else None)
                 alive = {n.node_id.hex() for n in view if n.alive}
                 if expected <= alive and not (removed & alive):
                     return

@@ -45,6 +45,9 @@ RELEASE_BATCH_MAX = 10_000
 RELEASE_INTERVAL_S = 0.05
 # Waiting for Registered after opening the stream.
 REGISTER_TIMEOUT_S = 30.0
+# A closing TCP driver waits this long for the node to end the stream
+# cleanly (else the node keeps the session for a reconnect).
+CLOSE_DRAIN_S = 2.0
 # Default inline threshold until Registered says otherwise (100 KiB).
 DEFAULT_INLINE_MAX_BYTES = 100 * 1024
 
@@ -96,22 +99,25 @@ class CoreWorker:
         self._ref_events = None
         self._ref_counts: dict[bytes, int] = {}
         self._released_s = 0.0
+        # A TCP driver reconnects after its stream breaks (session_resume.py);
+        # each stream has a generation, a superseded one stops sending.
+        self._resume = None
+        self._generation = 0
+        self._reconnecting = False
+        self._stream = None
 
     # ------------------------------------------------------------ session
 
     def connect(self, timeout_s: float = REGISTER_TIMEOUT_S) -> None:
         self._channel = make_channel(self.address, self._token)
-        stub = node_pb2_grpc.NodeManagerStub(self._channel)
-        register = node_pb2.Register(worker_id=self.worker_id.binary(), pid=os.getpid(), kind=self.kind,
-                                     job_id=self.job_id.binary() if self.job_id else b"",
-                                     namespace=self.namespace, accepts_batches=True)
-        self._send(node_pb2.ClientMessage(register=register))
-        responses = stub.Session(self._requests())
-        self._reader = threading.Thread(target=self._read, args=(responses,), name="lineagerun-session",
-                                        daemon=True)
-        self._reader.start()
+        if self.kind == node_pb2.Register.DRIVER and not self.address.startswith("unix:"):
+            from lineagerun.worker.session_resume import SessionResume
+
+            self._resume = SessionResume(self)
         try:
-            registered = self._registered.result(timeout=timeout_s)
+            registered = self._open_stream(timeout_s)
+            if self._resume is not None:
+                self._resume.start_watchdog()
         except TimeoutError:
             self.close()
             raise exceptions.ConfigurationError(
@@ -126,6 +132,85 @@ class CoreWorker:
             self.inline_max_bytes = registered.inline_object_max_bytes
         if self.job_id is not None:
             self.driver_task_id = TaskID.for_driver(self.job_id)
+
+    def _open_stream(self, timeout_s: float, replay: list | tuple = ()) -> node_pb2.Registered:
+        """A new Session stream: Register, then ``replay``, then the outbox."""
+        register = node_pb2.Register(worker_id=self.worker_id.binary(), pid=os.getpid(), kind=self.kind,
+                                     job_id=self.job_id.binary() if self.job_id else b"",
+                                     namespace=self.namespace, accepts_batches=True)
+        registered: Future = Future()
+        with self._outbox_cv:
+            self._generation += 1
+            generation = self._generation
+            self._registered = registered
+            self._outbox_cv.notify_all()  # the previous stream's sender stops
+        stub = node_pb2_grpc.NodeManagerStub(self._channel)
+        responses = stub.Session(self._requests(generation, [node_pb2.ClientMessage(register=register), *replay]))
+        self._stream = responses  # cancelled by the resume watchdog when the link goes silent
+        self._reader = threading.Thread(target=self._read, args=(responses, generation, registered),
+                                        name="lineagerun-session", daemon=True)
+        self._reader.start()
+        return registered.result(timeout=timeout_s)
+
+    def _reopen(self, timeout_s: float) -> None:
+        """One reconnect attempt (``SessionResume.reconnect``)."""
+        old, self._channel = self._channel, make_channel(self.address, self._token)
+        if old is not None:
+            old.close()
+        try:
+            registered = self._open_stream(timeout_s, self._resume.replay())
+        except TimeoutError:
+            raise exceptions.UnavailableError(f"node manager {self.address} did not answer Register within "
+                                              f"{timeout_s:.1f} s") from None
+        if registered.node_id.hex() != self.node_id_hex:
+            raise exceptions.NodeConnectionLostError(
+                f"{self.address} is now node {registered.node_id.hex()[:12]}, not {self.node_id_hex[:12]}: "
+                f"the driver's node restarted and its work for this driver is gone")
+
+    def _probe(self) -> None:
+        """A cheap request whose answer shows the link is alive (not resent)."""
+        request_id = next(self._request_ids)
+        with self._futures_lock:
+            self._futures[request_id] = Future()
+        try:
+            self._send(node_pb2.ClientMessage(cluster_info=node_pb2.ClusterInfoRequest(request_id=request_id)))
+        except exceptions.LineagerunError:
+            pass
+
+    def _cancel_stream(self) -> None:
+        """End a stream that went silent: its reader then reconnects."""
+        stream = self._stream
+        if stream is not None:
+            stream.cancel()
+
+    def _resume_after(self, broken, generation: int, registered: Future) -> bool:
+        """True: the reader of a broken stream ends quietly (superseded, an
+        attempt of the reconnect loop, or the session resumed on a new one)."""
+        if self._closing:
+            return False
+        if generation != self._generation:
+            return True
+        if self._reconnecting and not (registered.done() and registered.exception() is None):
+            if not registered.done():  # the attempt fails through its future
+                registered.set_exception(exceptions.UnavailableError("the stream ended before Register"))
+            return True
+        if broken is None or not (registered.done() and registered.exception() is None):
+            return False  # the node ended the session, or the first connect failed
+        deadline_s = time.monotonic() + 1.0
+        while self._reconnecting and time.monotonic() < deadline_s:
+            time.sleep(0.01)  # a resumed stream broke while its loop was ending
+        self._reconnecting = True
+        try:
+            if self._resume.reconnect(broken):
+                return True
+        finally:
+            self._reconnecting = False
+        if self._resume.lost is not None:
+            with self._outbox_cv:
+                self._closing = True
+                self._outbox_cv.notify_all()
+            self._fail_pending(self._resume.lost)
+        return False
 
     def fetch_function(self, function_id: bytes) -> lineage_pb2.FunctionRecord | None:
         """A function's record from the control store (``fn/<id>``)."""
@@ -150,6 +235,10 @@ class CoreWorker:
         with self._outbox_cv:
             self._closing = True
             self._outbox_cv.notify_all()
+        if self._resume is not None and self._reader is not None and self._reader is not threading.current_thread():
+            # The stream ends cleanly (the node does not keep the session for a
+            # reconnect) once the node has read the end of the requests.
+            self._reader.join(timeout=CLOSE_DRAIN_S)
         if self._channel is not None:
             self._channel.close()
         if self._reader is not None and self._reader is not threading.current_thread():
@@ -187,18 +276,25 @@ class CoreWorker:
                     zero.append(object_id)
         return [object_id for object_id in zero if object_id not in counts]
 
-    def _requests(self):
+    def _requests(self, generation: int = 0, first: list | tuple = ()):
+        yield from first
+        resume = self._resume
         while True:
-            message = self._next_message()
+            message = self._next_message(generation)
             if message is None:
                 return
+            if resume is not None:
+                resume.sent(message)
             yield message
 
-    def _next_message(self) -> node_pb2.ClientMessage | None:
-        """The next message to send (None: the session is closing). An idle
-        wait wakes every RELEASE_INTERVAL_S to release dropped refs."""
+    def _next_message(self, generation: int = 0) -> node_pb2.ClientMessage | None:
+        """The next message to send (None: the session is closing, or this
+        stream was superseded). An idle wait wakes every RELEASE_INTERVAL_S
+        to release dropped refs."""
         with self._outbox_cv:
             while True:
+                if generation != self._generation:
+                    return None
                 if self._outbox:
                     now_s = time.monotonic()
                     if self._ref_events is not None and now_s - self._released_s > RELEASE_INTERVAL_S:
@@ -244,6 +340,8 @@ class CoreWorker:
     def _send(self, message: node_pb2.ClientMessage) -> None:
         with self._outbox_cv:
             if self._closing:
+                if self._resume is not None and self._resume.lost is not None:
+                    raise self._resume.lost
                 raise SessionClosedError("the session with the node manager is closed; call lineagerun.init()")
             self._outbox.append(message)
             self._outbox_cv.notify()
@@ -251,16 +349,24 @@ class CoreWorker:
     def send(self, message: node_pb2.ClientMessage) -> None:
         self._send(message)
 
-    def _read(self, responses) -> None:
+    def _read(self, responses, generation: int = 0, registered: Future | None = None) -> None:
+        registered = registered or self._registered
+        broken = None
+        resume = self._resume
         try:
             for message in responses:
+                if resume is not None:
+                    resume.last_heard_s = time.monotonic()
                 self._dispatch(message)
         except grpc.RpcError as err:
+            broken = err
             if not self._closing:
                 error = from_rpc_error(err, what=f"session with node manager {self.address}")
-                if not self._registered.done():
-                    self._registered.set_exception(error)
+                if not registered.done():
+                    registered.set_exception(error)
         finally:
+            if self._resume is not None and self._resume_after(broken, generation, registered):
+                return
             self._closed.set()
             self._fail_pending(SessionClosedError(f"the session with node manager {self.address} ended"))
             if not self._registered.done():
@@ -275,7 +381,8 @@ class CoreWorker:
                 self._dispatch(one)
             return
         if kind == "registered":
-            self._registered.set_result(message.registered)
+            if not self._registered.done():
+                self._registered.set_result(message.registered)
         elif kind in ("objects_reply", "wait_reply", "actor_info", "cluster_info"):
             self._complete(getattr(message, kind).request_id, getattr(message, kind))
         elif kind == "request_error":
@@ -294,6 +401,8 @@ class CoreWorker:
     def _complete(self, request_id: int, value: Any, failed: bool = False) -> None:
         with self._futures_lock:
             future = self._futures.pop(request_id, None)
+            if self._resume is not None:
+                self._resume.requests.pop(request_id, None)
         if future is None:
             return
         if failed:
@@ -304,6 +413,8 @@ class CoreWorker:
     def _fail_pending(self, error: BaseException) -> None:
         with self._futures_lock:
             pending, self._futures = self._futures, {}
+            if self._resume is not None:
+                self._resume.requests.clear()
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
@@ -316,7 +427,11 @@ class CoreWorker:
         if self._closed.is_set():
             self._complete(request_id, SessionClosedError("the session with the node manager ended"), failed=True)
         else:
-            self._send(build(request_id))
+            message = build(request_id)
+            if self._resume is not None:  # resent if the stream breaks before the answer
+                with self._futures_lock:
+                    self._resume.requests[request_id] = message
+            self._send(message)
         return future.result(timeout=timeout_s)
 
     # ----------------------------------------------------------- identity
@@ -455,8 +570,12 @@ class CoreWorker:
                 payloads_by_id[ref.binary()] = None
         if missing:
             timeout_ms = -1 if timeout_s is None else max(0, int(timeout_s * 1000))
-            reply = self._request(lambda rid: node_pb2.ClientMessage(
-                get_objects=node_pb2.GetObjects(request_id=rid, object_ids=missing, timeout_ms=timeout_ms)))
+            try:
+                reply = self._request(lambda rid: node_pb2.ClientMessage(
+                    get_objects=node_pb2.GetObjects(request_id=rid, object_ids=missing, timeout_ms=timeout_ms)),
+                    self._client_timeout(timeout_s))
+            except TimeoutError:
+                reply = node_pb2.ObjectsReply(timed_out=True)
             if reply.timed_out:
                 raise exceptions.GetTimeoutError(
                     f"get timed out after {timeout_s} s: {len(missing)} of {len(refs)} objects not ready")
@@ -491,10 +610,22 @@ class CoreWorker:
              fetch_local: bool) -> list[bytes]:
         timeout_ms = -1 if timeout_s is None else max(0, int(timeout_s * 1000))
         ids = list(dict.fromkeys(ref.binary() for ref in refs))
-        reply = self._request(lambda rid: node_pb2.ClientMessage(wait_objects=node_pb2.WaitObjects(
-            request_id=rid, object_ids=ids, num_returns=num_returns, timeout_ms=timeout_ms,
-            fetch_local=fetch_local)))
+        try:
+            reply = self._request(lambda rid: node_pb2.ClientMessage(wait_objects=node_pb2.WaitObjects(
+                request_id=rid, object_ids=ids, num_returns=num_returns, timeout_ms=timeout_ms,
+                fetch_local=fetch_local)), self._client_timeout(timeout_s))
+        except TimeoutError:
+            return []  # the node did not answer in time (a TCP driver's link is down): nothing known ready
         return list(reply.ready_object_ids)
+
+    def _client_timeout(self, timeout_s: float | None) -> float | None:
+        """The node enforces get/wait timeouts; a TCP driver whose link may
+        be down enforces them too, a little later."""
+        if timeout_s is None or self._resume is None:
+            return None
+        from lineagerun.worker.session_resume import CLIENT_TIMEOUT_SLACK_S
+
+        return timeout_s + CLIENT_TIMEOUT_SLACK_S
 
     # ------------------------------------------------- cancel, actors, info
 

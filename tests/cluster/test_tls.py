@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from lineagerun.exceptions import AuthenticationError, UnavailableError
+from lineagerun.testing.tls_certs import make_certificate
 from lineagerun.transport import tls
 from lineagerun.transport.errors import from_rpc_error
 
@@ -54,15 +55,6 @@ ray.get(counter.add.remote(2), timeout=60)
 print("RESULT", total, node, ray.get(counter.add.remote(3), timeout=60), flush=True)
 ray.shutdown()
 """
-
-
-def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for the addresses a one-machine cluster dials."""
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={name}",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
-    return cert, key
 
 
 def listening_ports(pids: set[int]) -> set[int]:

@@ -1,0 +1,50 @@
+"""Small pieces of per-pair links and driver resume, without processes."""
+
+from __future__ import annotations
+
+import pytest
+
+from lineagerun.exceptions import ConfigurationError
+from lineagerun.node.driver_resume import SeenIds
+from lineagerun.node.peer_dial import peer_dial
+from lineagerun.rpc import lineage_pb2, node_pb2
+
+
+def test_peer_dial_rewrites_only_the_advertised_prefix():
+    dial = peer_dial("127.77.5.=127.101.5.")
+    assert dial("127.77.5.3:4100") == "127.101.5.3:4100"
+    assert dial("127.0.0.1:4100") == "127.0.0.1:4100"
+    assert peer_dial("")("127.77.5.3:1") == "127.77.5.3:1"
+    with pytest.raises(ConfigurationError, match="FROM_PREFIX=TO_PREFIX"):
+        peer_dial("127.77.5.")
+
+
+def test_seen_ids_are_bounded_and_forget_the_oldest_first():
+    seen = SeenIds(capacity=3)
+    assert [seen.first_time(x) for x in (b"a", b"b", b"a", b"c", b"d")] == [True, True, False, True, True]
+    assert seen.first_time(b"a")  # forgotten (the oldest) once d came in
+    assert not seen.first_time(b"d")
+
+
+def test_a_resent_submission_keeps_only_the_tasks_not_seen_yet():
+    from lineagerun.node.driver_resume import DriverSessions
+
+    class FakeSession:
+        pass
+
+    drivers = DriverSessions(manager=None)
+    session = FakeSession()
+    drivers.track(session, b"w" * 28)
+
+    def submit(*ids):
+        return node_pb2.ClientMessage(submit_tasks=node_pb2.SubmitTasks(
+            specs=[lineage_pb2.TaskSpec(task_id=i) for i in ids]))
+
+    assert drivers.first_time(session, submit(b"t1", b"t2")) is not None
+    resent = drivers.first_time(session, submit(b"t1", b"t2", b"t3"))
+    assert [s.task_id for s in resent.submit_tasks.specs] == [b"t3"]
+    assert drivers.first_time(session, submit(b"t1")) is None
+    put = node_pb2.ClientMessage(put_object=node_pb2.PutObject(object_id=b"o1"))
+    assert drivers.first_time(session, put) is put and drivers.first_time(session, put) is None
+    drivers.forget(session)
+    assert drivers.first_time(session, submit(b"t1")) is not None  # untracked: passes through
