@@ -52,6 +52,7 @@ earlier attempt) are ignored: they are expected after retries and failures.
 from __future__ import annotations
 
 import enum
+import heapq
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -259,6 +260,7 @@ class TaskEntry:
     missing_args: set[ObjectID] = field(default_factory=set)
     worker_id: WorkerID | None = None
     generation: int = 0  # tells lifecycles of one resubmitted task id apart
+    ready_seq: int = 0  # arrival number of its latest move to READY (older queue entries are stale)
 
 
 @dataclass
@@ -293,7 +295,13 @@ class LocalScheduler:
         self.workers: dict[WorkerID, WorkerEntry] = {}
         self.workers_starting = 0
         self.cluster_totals: dict[NodeID, ResourceSet] | None = None
-        self._ready_order: deque[TaskID] = deque()  # READY tasks, arrival order (may hold stale ids)
+        # READY tasks by resource shape (Ray's scheduling class), each in
+        # arrival order as (arrival number, task id); entries of tasks that
+        # moved on since are stale and dropped when met. A scan looks at a
+        # shape only while its next task fits, so its cost is O(shapes +
+        # tasks dispatched), not O(tasks queued).
+        self._ready: dict[ResourceSet, deque[tuple[int, TaskID]]] = {}
+        self._arrivals = 0
         self._waiting_for: dict[ObjectID, set[TaskID]] = {}
         self._terminal_order: deque[tuple[TaskID, int]] = deque()
         self._generation = 0
@@ -358,7 +366,9 @@ class LocalScheduler:
         self._queued += (new in QUEUED_STATES) - (task.state in QUEUED_STATES)
         task.state = new
         if new is S.READY:
-            self._ready_order.append(task.task_id)
+            self._arrivals += 1
+            task.ready_seq = self._arrivals
+            self._ready.setdefault(task.demand, deque()).append((self._arrivals, task.task_id))
         if new in TERMINAL_STATES:
             self._forget_waiting(task)
             self._terminal_order.append((task.task_id, task.generation))
@@ -575,7 +585,7 @@ class LocalScheduler:
     def _schedule(self) -> list[Effect]:
         owed = self._repay_unblocked()
         room = self.worker_pool_size_max - len(self.workers) - self.workers_starting
-        if not self._ready_order or (room <= 0 and not any(w.task_id is None for w in self.workers.values())):
+        if not self._ready or (room <= 0 and not any(w.task_id is None for w in self.workers.values())):
             return []  # nothing queued, or nothing that could take it: skip the scan
         effects: list[Effect] = []
         idle = deque(sorted(self.idle_workers()))
@@ -586,31 +596,54 @@ class LocalScheduler:
             name: max(0, units - owed.units(name)) for name, units in self.resources.available.units_dict().items()
         })
         needing_worker = 0
-        still_ready: deque[TaskID] = deque()
-        seen: set[TaskID] = set()
-        while self._ready_order:
+        # The next candidate of every shape, merged in arrival order: the
+        # same order as one scan of a single queue, skipping whole shapes
+        # that do not fit (what is left only shrinks during a scan).
+        candidates: list[tuple[int, int, ResourceSet]] = []
+        for shape in list(self._ready):
+            index = self._next_ready(shape, 0)
+            if index is not None:
+                candidates.append((self._ready[shape][index][0], index, shape))
+        heapq.heapify(candidates)
+        while candidates:
             if not idle and needing_worker >= self.workers_starting + room:
                 break  # no worker for anything further: leave the rest queued, in order
-            task_id = self._ready_order.popleft()
-            task = self.tasks.get(task_id)
-            if task is None or task.state is not S.READY or task_id in seen:
-                continue  # stale: the task moved on since it was queued
-            seen.add(task_id)
-            if not task.demand.fits_in(unclaimed):
-                still_ready.append(task_id)
-                continue
+            _, index, shape = heapq.heappop(candidates)
+            if not shape.fits_in(unclaimed):
+                continue  # nor does any later task of this shape
+            queue = self._ready[shape]
+            task = self.tasks[queue[index][1]]
             if idle:
+                del queue[index]  # index < workers that could take a task: cheap
                 effects.append(self._dispatch(task, self.workers[idle.popleft()]))
             else:
                 needing_worker += 1
-                still_ready.append(task_id)
+                index += 1
             unclaimed = unclaimed - task.demand
-        still_ready.extend(self._ready_order)
-        self._ready_order = still_ready
+            index = self._next_ready(shape, index)
+            if index is not None:
+                heapq.heappush(candidates, (queue[index][0], index, shape))
         to_start = max(0, min(needing_worker - self.workers_starting, room))
         self.workers_starting += to_start
         effects.extend(StartWorker() for _ in range(to_start))
         return effects
+
+    def _next_ready(self, shape: ResourceSet, index: int) -> int | None:
+        """Index of the first live entry at or after ``index`` in ``shape``'s
+        queue (stale ones at its front are dropped); None if there is none."""
+        queue = self._ready[shape]
+        while index < len(queue):
+            seq, task_id = queue[index]
+            task = self.tasks.get(task_id)
+            if task is not None and task.state is S.READY and task.ready_seq == seq:
+                return index
+            if index == 0:
+                queue.popleft()
+            else:
+                index += 1
+        if not queue:
+            del self._ready[shape]
+        return None
 
     def _dispatch(self, task: TaskEntry, worker: WorkerEntry) -> DispatchTask:
         self.resources.allocate(task.demand)

@@ -49,9 +49,8 @@ WORKERS_EXTRA_MAX = 4
 # gRPC's threads; at Python's default 5 ms a woken loop could wait that long
 # for the GIL, which showed as 8-10 ms task round trips (3.5 ms at 0.2 ms).
 GIL_SWITCH_INTERVAL_S = 0.0005
-# READY tasks per resource shape the local scheduler sees (admission.py):
-# enough to keep every CPU's worker busy, few enough that its per-event
-# rescan stays cheap.
+# READY tasks per resource shape handed to the local scheduler (admission.py);
+# the scheduler's own per-shape queues make a larger window cheap too.
 SCHEDULER_WINDOW_PER_CPU = 2
 SCHEDULER_WINDOW_MIN = 8
 

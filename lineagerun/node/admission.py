@@ -1,12 +1,14 @@
 """Which tasks the local scheduler sees, and when.
 
-``LocalScheduler`` rescans its whole READY queue at every event, skipping
-tasks whose demand does not fit; with thousands of queued tasks and a full
-node that is quadratic (3,000 queued no-op tasks took ~40 s). So the node
-manager keeps tasks here until their arguments are local and hands the
-scheduler at most ``window`` READY tasks per resource shape (Ray's
-"scheduling class"): a task of a shape that does not fit now cannot hold
-back a task of another shape, and a scan costs O(shapes x window).
+Written when ``LocalScheduler`` rescanned its whole READY queue at every
+event (3,000 queued no-op tasks on a full node took ~40 s): the node manager
+keeps tasks here until their arguments are local and hands the scheduler at
+most ``window`` READY tasks per resource shape (Ray's "scheduling class").
+The scheduler now keeps READY queues per shape itself (a scan costs
+O(shapes + tasks dispatched)), so the window is no longer needed for speed;
+this module goes once the node manager passes missing arguments to the
+scheduler (``TaskSubmitted.missing_args`` / ``ObjectsAvailable``) and
+``cluster_link.py`` takes the queue length from the scheduler.
 """
 
 from __future__ import annotations

@@ -19,6 +19,12 @@ never blocks on the control store:
   them); what no waited-for batch picks up within ``LATER_DELAY_S`` is flushed
   on its own. Best effort: a failure is logged and those records dropped
   (they are not needed for replay, the specs are).
+
+With ``LINEAGERUN_COMMIT_WATCH=1`` a waited-for batch of plain puts of specs
+and actor call records is answered as soon as the chain's *tail* says it
+committed them (``control/client_commit_watch.py``: one hop before the
+head's answer, which still comes and still answers any batch the watch
+missed).
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from lineagerun.control.client import ControlStoreClient, DeleteOp, PutOp
+from lineagerun.control.client import ControlStoreClient, DeleteOp, OpResult, PutOp
 from lineagerun.control.client_aio import AioWriter
+from lineagerun.control.client_commit_watch import CommitWatch, Expectation
+from lineagerun.core.keys import CALL_PREFIX, TASK_PREFIX
 from lineagerun.exceptions import ControlStoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,11 @@ LATER_BATCH_OPS_MAX = 500
 # Pending best-effort records; beyond it new ones are dropped (and counted)
 # rather than growing memory without bound while the control store is down.
 LATER_PENDING_MAX = 200_000
+# Keys whose committed puts the tail tells us about (specs, actor call records).
+WATCHED_PREFIXES = (TASK_PREFIX, CALL_PREFIX)
+# A batch with more waited-for puts than this waits for the head's answer.
+WATCHED_PUTS_MAX = 1_000
+TAIL_LEADS_KEPT = 5_000
 
 
 @dataclass(eq=False)
@@ -64,6 +78,9 @@ class _Batch:
     done: bool = False
     results: list = field(default_factory=list)
     error: BaseException | None = None
+    confirmed: bool = False  # the tail committed every waited-for op (all plain puts)
+    confirmed_s: float = 0.0  # loop time of the tail's notice
+    expectation: Expectation | None = None
 
 
 class LineageWriter:
@@ -72,6 +89,11 @@ class LineageWriter:
         self._executor = ThreadPoolExecutor(max_workers=NOW_IN_FLIGHT_MAX + 1, thread_name_prefix="lr-node-writer")
         # Tests hand in stand-ins for the client: those are called on a thread.
         self._aio = AioWriter(client, self._executor) if isinstance(client, ControlStoreClient) else None
+        # Off unless LINEAGERUN_COMMIT_WATCH=1: on this 2-CPU machine under
+        # load the notices cost more (the tail's extra stream writes, a second
+        # wake-up of the loop per batch) than the hop they save (docs/runtime.md).
+        watch = self._aio is not None and os.environ.get("LINEAGERUN_COMMIT_WATCH", "0") == "1"
+        self._watch = CommitWatch(client, WATCHED_PREFIXES) if watch else None
         self._now: deque[tuple[list, asyncio.Future]] = deque()
         self._now_scheduled = False
         self._in_flight: deque[_Batch] = deque()
@@ -85,6 +107,9 @@ class LineageWriter:
         self.batches_written = 0
         self.later_dropped = 0
         self.later_ridden = 0  # best-effort records that rode a waited-for batch
+        # How much sooner the tail's notice came than the head's answer, per
+        # batch it answered (seconds; the last few thousand, for measurements).
+        self.tail_leads_s: deque[float] = deque(maxlen=TAIL_LEADS_KEPT)
 
     # ----------------------------------------------------------- waited for
 
@@ -112,8 +137,26 @@ class LineageWriter:
             self.later_ridden += len(riders)
             batch = _Batch(waiters, rider_keys)
             self._in_flight.append(batch)
+            self._watch_commit(batch, ops)
             done = self._send(ops + riders)
             done.add_done_callback(lambda f, batch=batch: self._now_done(batch, f))
+
+    def _watch_commit(self, batch: _Batch, ops: list) -> None:
+        if self._watch is None or len(ops) > WATCHED_PUTS_MAX:
+            return
+        puts = []
+        for op in ops:
+            if type(op) is not PutOp or not isinstance(op.key, bytes):
+                return  # a CAS or delete has a result only the head gives
+            puts.append((op.key, op.value))
+        batch.expectation = self._watch.expect(puts, lambda: self._confirmed(batch))
+
+    def _confirmed(self, batch: _Batch) -> None:
+        if not batch.done:
+            batch.confirmed = True
+            batch.confirmed_s = asyncio.get_running_loop().time()
+            batch.results = [OpResult(True)] * sum(count for count, _ in batch.waiters)
+            self._complete_in_order()
 
     def _send(self, ops: list) -> asyncio.Future:
         if self._aio is not None:
@@ -122,6 +165,10 @@ class LineageWriter:
 
     def _now_done(self, batch: _Batch, done: asyncio.Future) -> None:
         batch.done = True
+        if batch.confirmed:
+            self.tail_leads_s.append(asyncio.get_running_loop().time() - batch.confirmed_s)
+        if batch.expectation is not None:
+            self._watch.forget(batch.expectation)
         if done.cancelled():  # the loop is shutting down
             batch.error = ControlStoreUnavailableError("the write was cancelled: the node manager is stopping")
         else:
@@ -133,20 +180,29 @@ class LineageWriter:
         elif batch.riders:
             log.warning("dropped %d lineage records the control store did not take: %s",
                         len(batch.riders), batch.error)
-        # Complete in the order asked for, whatever order the replies came in.
+        if batch.confirmed:
+            batch.error = None  # committed on the whole chain: a lost answer changes nothing
+        self._complete_in_order()
         while self._in_flight and self._in_flight[0].done:
-            finished = self._in_flight.popleft()
-            start = 0
-            for count, future in finished.waiters:
-                if not future.done():
-                    if finished.error is not None:
-                        future.set_exception(finished.error)
-                    else:
-                        future.set_result(finished.results[start:start + count])
-                start += count
+            self._in_flight.popleft()
         if self._now:
             self._start_now()
         self._arm_later()
+
+    def _complete_in_order(self) -> None:
+        """Answer the waiters of answered or tail-confirmed batches, in the
+        order asked for, whatever order the replies came in."""
+        for batch in self._in_flight:
+            if not (batch.done or batch.confirmed):
+                return
+            start = 0
+            for count, future in batch.waiters:
+                if not future.done():
+                    if batch.error is not None:
+                        future.set_exception(batch.error)
+                    else:
+                        future.set_result(batch.results[start:start + count])
+                start += count
 
     # ------------------------------------------------------- best effort
 
@@ -217,12 +273,18 @@ class LineageWriter:
             await asyncio.sleep(0.01)
 
     def close(self) -> None:
+        if self.tail_leads_s:
+            leads = sorted(self.tail_leads_s)
+            log.info("lineage writer: %d batches written, the last %d answered by the tail %.3f ms (median) "
+                     "before the head", self.batches_written, len(leads), leads[len(leads) // 2] * 1000)
         if self._later_timer is not None:
             self._later_timer.cancel()
             self._later_timer = None
         if self._aio is not None:
             try:
                 asyncio.get_running_loop().create_task(self._aio.close())
+                if self._watch is not None:
+                    asyncio.get_running_loop().create_task(self._watch.close())
             except RuntimeError:
                 pass  # no loop: the process is ending, its channels with it
         self._executor.shutdown(wait=False, cancel_futures=True)
