@@ -102,6 +102,15 @@ class DeleteObject:
 
 
 @dataclass(frozen=True)
+class ForgetObject:
+    """The object's sealed file vanished from outside the store (e.g. a
+    /dev/shm cleaner): forget it at once, whatever its pins; later unpins of
+    its old holders change nothing. The node rebuilds it from lineage."""
+
+    object_id: bytes
+
+
+@dataclass(frozen=True)
 class GetObject:
     """A read; pins the object for ``holder`` when one is given."""
 
@@ -109,7 +118,8 @@ class GetObject:
     holder: str | None = None
 
 
-Event = CreateObject | SealObject | AbortCreate | PinObject | UnpinObject | ReleaseHolder | DeleteObject | GetObject
+Event = (CreateObject | SealObject | AbortCreate | PinObject | UnpinObject | ReleaseHolder | DeleteObject | GetObject
+         | ForgetObject)
 
 # ----------------------------------------------------------------- effects
 
@@ -296,6 +306,8 @@ class ObjectStoreCore:
             return self._delete(event.object_id)
         if isinstance(event, GetObject):
             return self._get(event.object_id, event.holder)
+        if isinstance(event, ForgetObject):
+            return self._forget_vanished(event.object_id)
         raise InvalidArgumentError(f"ObjectStoreCore cannot handle a {type(event).__name__}")
 
     # ----------------------------------------------------------- handlers
@@ -418,6 +430,23 @@ class ObjectStoreCore:
         self._lru_remove(oid)
         self._forget(entry)
         return [UnlinkFile(oid, sealed=True)]
+
+    def _forget_vanished(self, oid: bytes) -> list[Effect]:
+        entry = self._objects.get(oid)
+        if entry is None:
+            return []
+        if entry.state is ObjectState.CREATING:
+            return self._abort(oid)
+        for holder in list(entry.pins):
+            self._drop_holder_index(holder, oid)
+        self._lru_remove(oid)
+        self._forget(entry)
+        return []  # its file is gone already (one that reappeared is not ours to remove)
+
+    def pinned_by(self, object_id: bytes, holder: str) -> bool:
+        """Whether ``holder`` pins the object (a query; changes nothing)."""
+        entry = self._objects.get(object_id)
+        return entry is not None and holder in entry.pins
 
     def _get(self, oid: bytes, holder: str | None) -> list[Effect]:
         entry = self._objects.get(oid)

@@ -50,6 +50,7 @@ from lineagerun.core.ids import ActorID, ObjectID, TaskID
 from lineagerun.core.keys import EVENT_PREFIX, actor_call_key, event_key, object_key, task_key
 from lineagerun.exceptions import InvalidArgumentError
 from lineagerun.node import specs
+from lineagerun.node.actor_replay_attempts import next_attempt_numbers, started_attempt
 from lineagerun.node.actors import ActorEntry, ActorPhase, call_record, now_ms
 from lineagerun.rpc import lineage_pb2, node_pb2
 
@@ -79,6 +80,7 @@ class RecoveryRun:
     incarnation: int
     planner_seq: int = 0
     deliver: bool = False
+    attempt_number: int = 0  # of the TaskAttempt it is recorded as (REPLAY); ExecuteTask carries the incarnation
 
 
 @dataclass(eq=False)
@@ -87,6 +89,9 @@ class _RecoveryState:
     events: deque = field(default_factory=deque)
     draining: bool = False
     counters: Counter = field(default_factory=Counter)
+    # task id -> attempt number its next replay is recorded as (read with the
+    # call pages; popped when the replay is sent: at most one page per actor).
+    replay_attempts: dict = field(default_factory=dict)
 
 
 def checkpoint_task_id(actor_id: ActorID, planner_seq: int) -> TaskID:
@@ -249,6 +254,7 @@ class ActorRecoveryDriver:
             return
         if worker_id != actor.worker_id:
             return  # an instance that was already replaced
+        self._adopted_creation_died(actor, worker_id, why)
         for run in list(actor.in_flight.values()) + list(actor.queue):
             # Released calls are recorded: the replay answers them.
             self.tasks.pop(run.task_id, None)
@@ -256,8 +262,16 @@ class ActorRecoveryDriver:
             actor.orphaned[run.task_id] = run
         actor.in_flight.clear()
         actor.queue.clear()
+        for recovery_run in actor.recovery_runs.values():
+            if recovery_run.kind != "checkpoint":  # the replays and constructor it was running
+                run = recovery_run.run
+                run.attempt = recovery_run.attempt_number
+                self._record_attempt(run, lineage_pb2.FAILED, ("ActorDiedError", why))
         actor.recovery_runs.clear()
         actor.replay_specs.clear()
+        numbers = self._recovery().replay_attempts  # this actor's: its task ids end with its id
+        for task_id in [t for t in numbers if t[TaskID.UNIQUE_SIZE:] == actor.actor_id]:
+            del numbers[task_id]
         actor.checkpoint_wanted = None
         if actor.phase is ActorPhase.RESTARTING:
             actor.failed_recoveries += 1
@@ -265,6 +279,20 @@ class ActorRecoveryDriver:
         actor.died_ms = actor.died_ms if actor.phase is ActorPhase.RESTARTING else now_ms()
         actor.phase = ActorPhase.RESTARTING
         self._recovery_feed(ar.ActorDied(ActorID(actor.actor_id), self.node_id, why))
+
+    def _adopted_creation_died(self, actor: ActorEntry, worker_id, why: str) -> None:
+        """An adopted actor's constructor ran through the local scheduler
+        (actor_routing.py) on the worker that died: take it back from the
+        scheduler (not a task failure: the restart budget decides) so the next
+        restart can schedule it again; it used to stay RESTARTING for good."""
+        run = actor.adopted_run
+        if run is None or run.worker_id != worker_id or self.tasks.get(run.task_id) is not run:
+            return
+        del self.tasks[run.task_id]
+        self._record_attempt(run, lineage_pb2.FAILED, ("ActorDiedError", why))
+        self._apply(self.scheduler.handle(ls.TaskFinished(TaskID(run.task_id), worker_id, run.attempt)))
+        self._apply(self.scheduler.handle(ls.WorkerDied(worker_id, why)))
+        run.worker_id = None
 
     # -------------------------------------------------------------- effects
 
@@ -389,15 +417,17 @@ class ActorRecoveryDriver:
 
         spec = actor.creation_spec
         incarnation = actor.restart_incarnation
-        run = TaskRun(spec, [], actor.owner, attempt=incarnation, worker_id=actor.worker_id)
+        run = TaskRun(spec, [], actor.owner, attempt=incarnation, worker_id=actor.worker_id, started_ms=now_ms(),
+                      attempt_reason=lineage_pb2.REPLAY)
         message = self._execute_message(spec, incarnation)
         message.function.CopyFrom(self.functions[spec.function_id])
         session.functions_sent.add(spec.function_id)
         if actor.restart_checkpoint is not None:
             message.restore_checkpoint.CopyFrom(node_pb2.ObjectPayload(
                 inline=actor.restart_checkpoint, size_bytes=len(actor.restart_checkpoint)))
-        actor.recovery_runs[spec.task_id] = RecoveryRun("creation", run, incarnation)
+        actor.recovery_runs[spec.task_id] = RecoveryRun("creation", run, incarnation, attempt_number=incarnation)
         actor.restart_creation_sent = True
+        self._write_recovery_attempt(run, incarnation, lineage_pb2.RUNNING)
         session.send(node_pb2.NodeMessage(execute_task=message))
 
     def _execute_message(self, spec: lineage_pb2.TaskSpec, incarnation: int) -> node_pb2.ExecuteTask:
@@ -410,6 +440,9 @@ class ActorRecoveryDriver:
 
     def _restart_creation_finished(self, actor: ActorEntry, recovery_run: RecoveryRun,
                                    message: node_pb2.TaskFinished) -> None:
+        self._record_attempt(recovery_run.run, lineage_pb2.FAILED if message.application_error else lineage_pb2.FINISHED,
+                             (message.error_kind, "the constructor or restore raised")
+                             if message.application_error else None, message.duration_ms)
         if message.application_error:
             self._recovery_failed(actor, f"on restart {recovery_run.incarnation} the constructor or "
                                          f"{RESTORE_METHOD} raised {message.error_kind or 'an exception'}")
@@ -442,7 +475,7 @@ class ActorRecoveryDriver:
                         records.append(lineage_pb2.ActorCallRecord.FromString(raw))
                 cursor = window.stop
             raws = client.get_many([task_key(TaskID(r.task_id)) for r in records]) if records else []
-            return records, raws
+            return records, raws, next_attempt_numbers(client, records, effect.incarnation)
 
         ok, result = await self._read_control_store(read_page)
         if actor.restart_incarnation != effect.incarnation or actor.phase is not ActorPhase.RESTARTING:
@@ -450,7 +483,8 @@ class ActorRecoveryDriver:
         if not ok:
             self._recovery_failed(actor, f"its recorded calls could not be read from the control store: {result}")
             return
-        records, raws = result
+        records, raws, attempt_numbers = result
+        self._recovery().replay_attempts.update(attempt_numbers)
         calls = []
         for record, raw in zip(records, raws):
             if raw is None:
@@ -469,14 +503,17 @@ class ActorRecoveryDriver:
         from lineagerun.node.server import TaskRun
 
         run = TaskRun(spec, specs.return_ids(spec), None, attempt=effect.incarnation, worker_id=actor.worker_id,
-                      started_ms=now_ms())
+                      started_ms=now_ms(), attempt_reason=lineage_pb2.REPLAY)
+        number = self._recovery().replay_attempts.pop(spec.task_id, max(1, effect.incarnation))
         actor.recovery_runs[spec.task_id] = RecoveryRun("replay", run, effect.incarnation,
-                                                        effect.sequence_number, effect.deliver)
+                                                        effect.sequence_number, effect.deliver, number)
+        self._write_recovery_attempt(run, number, lineage_pb2.RUNNING)
         session.send(node_pb2.NodeMessage(execute_task=self._execute_message(spec, effect.incarnation)))
 
     def _replay_finished(self, actor: ActorEntry, recovery_run: RecoveryRun,
                          message: node_pb2.TaskFinished) -> None:
         run = recovery_run.run
+        run.attempt = recovery_run.attempt_number  # matched already: from here it names the TaskAttempt
         orphan = actor.orphaned.pop(run.task_id, None)
         # An orphan's caller still waits even when the planner thinks it
         # finished: with max_concurrency > 1 calls finish out of order, and
@@ -489,10 +526,18 @@ class ActorRecoveryDriver:
                 actor.window_returns.extend(run.returns)  # stored with the next checkpoint
             key, value = call_record(run.spec, run.spec.owner_worker_id, finished=True)
             self.writer.write_later(key, value)
+        else:
+            self._record_attempt(run, lineage_pb2.FINISHED, (message.error_kind, "user code raised")
+                                 if message.application_error else None, message.duration_ms)
         if orphan is not None:
             self.objects.release_holder(orphan.holder())
         self._recovery_feed(ar.CallReplayed(ActorID(actor.actor_id), recovery_run.incarnation,
                                             recovery_run.planner_seq))
+
+    def _write_recovery_attempt(self, run, number: int, state: int) -> None:
+        """The attempt record of a replay or restart as it starts (best effort:
+        its end is written over it with the same key)."""
+        self.writer.write_later(*started_attempt(run, number, state, self.node_id.binary()))
 
     def _on_deliver_queued_calls(self, actor: ActorEntry, effect: ar.DeliverQueuedCalls) -> None:
         for seq in sorted(actor.held):
@@ -596,6 +641,8 @@ class ActorRecoveryDriver:
             kind=lineage_pb2.EventKind.Value(effect.kind), time_ms=now, event_id=os.urandom(8),
             job_id=effect.actor_id.job_id().binary(), actor_id=actor.actor_id, node_id=self.node_id.binary(),
             detail=detail, duration_ms=duration_ms)
+        if effect.kind == "ACTOR_CALLS_REPLAYED":
+            record.count = effect.count  # the field readers use; the detail head stays for older readers
         if actor.creation_task_id:
             record.task_id = actor.creation_task_id
         self.writer.write_later(event_key(now, record.event_id), record.SerializeToString())
@@ -621,6 +668,8 @@ class ActorRecoveryDriver:
 
 def event_count(record: lineage_pb2.EventRecord) -> int:
     """The count an actor recovery event carries in its detail (``count=N; ...``)."""
+    if record.kind == lineage_pb2.ACTOR_CALLS_REPLAYED and record.HasField("count"):
+        return record.count
     head = record.detail.split(";", 1)[0]
     return int(head[len("count="):]) if head.startswith("count=") else 0
 

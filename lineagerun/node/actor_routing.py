@@ -42,7 +42,7 @@ from lineagerun.control.client import PutOp
 from lineagerun.core import actor_recovery as ar
 from lineagerun.core.keys import actor_call_key, actor_key, object_key, task_key
 from lineagerun.exceptions import RpcError
-from lineagerun.node import specs
+from lineagerun.node import actor_takeover, specs
 from lineagerun.node.actors import ActorEntry, ActorPhase, now_ms
 from lineagerun.rpc import lineage_pb2, node_pb2
 
@@ -335,7 +335,8 @@ class ActorRouting:
             return  # a duplicate
         name, namespace, detached = specs.actor_naming(spec, session.namespace)
         actor = ActorEntry(spec.actor_id, spec.task_id, spec, name, namespace, detached, session,
-                           self.node_id.binary(), max_concurrency=max(1, spec.max_concurrency), placed_here=True)
+                           self.node_id.binary(), max_concurrency=max(1, spec.max_concurrency), placed_here=True,
+                           owner_node_id=getattr(session, "peer_node_id", b""))
         self.actors.add(actor)
         self.writer.write_later(actor.key, actor.record().SerializeToString())
         run = TaskRun(spec, specs.return_ids(spec), session, arg_ids=specs.arg_object_ids(spec))
@@ -376,6 +377,7 @@ class ActorRouting:
             self._recovery_failed(actor, "its record is gone or says DEAD")
             return
         actor.num_restarts = record.num_restarts
+        actor.owner_node_id = record.owner_node_id  # the creator's node, even when another node recovers it
         actor.next_sequence_number = max(next_seq, record.next_sequence_number)
         actor.replay_end_seq = actor.next_sequence_number  # every call the dead host recorded
         if record.checkpoint_object_id:
@@ -522,7 +524,9 @@ class ActorRouting:
         run = actor.adopted_run
         if run is None or run.task_id in self.tasks or actor.worker_id is not None:
             return
-        run.attempt, run.worker_id, run.scheduled = 0, None, True
+        # Recorded as a REPLAY attempt numbered by the restart (the first run keeps attempt 0).
+        run.attempt, run.worker_id, run.scheduled = actor.restart_incarnation, None, True
+        run.attempt_reason, run.started_ms = lineage_pb2.REPLAY, now_ms()
         self.tasks[run.task_id] = run
         self._schedule_local(run)
 
@@ -582,6 +586,7 @@ class ActorRouting:
             if not entry.busy:
                 entry.busy = True
                 self._spawn_routing(self._find_host(entry, avoid=node_id))
+        actor_takeover.on_node_died(self, node_id)  # actors whose owner node is gone (too)
 
     async def _relocate(self, entry: RemoteActor, dead_node: bytes) -> None:
         if entry.owned:

@@ -85,6 +85,7 @@ class ActorEntry:
     # not in the planner's held list, and replaying it would run it ahead of
     # (and then drop) older held calls.
     replay_end_seq: int = 0
+    owner_node_id: bytes = b""  # where it was created (ActorRecord.owner_node_id; actor_takeover.py)
 
     @property
     def key(self) -> bytes:
@@ -104,7 +105,7 @@ class ActorEntry:
             checkpoint_interval=self.creation_spec.checkpoint_interval,
             owner_worker_id=self.creation_spec.owner_worker_id, updated_ms=now_ms(), num_restarts=self.num_restarts,
             checkpoint_sequence_number=self.checkpoint_sequence_number,
-            checkpoint_object_id=self.checkpoint_object_id)
+            checkpoint_object_id=self.checkpoint_object_id, owner_node_id=self.owner_node_id)
         if self.phase is ActorPhase.DEAD:
             record.death_cause.kind = self.death_kind
             record.death_cause.message = self.death_message

@@ -32,11 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lineagerun.core.ids import NodeID, ObjectID, TaskID
-from lineagerun.core.keys import NODE_PREFIX
+from lineagerun.core.keys import NODE_PREFIX, OBJECT_PREFIX
 from lineagerun.core.resources import RESOURCE_UNIT_SCALING, ResourceSet
 from lineagerun.exceptions import RpcError
 from lineagerun.node import specs
 from lineagerun.node.object_table import RemoteCopy
+from lineagerun.node.peer_dial import peer_dial
 from lineagerun.node.peers import PeerConnection, PeerPool, location_of, location_payload
 from lineagerun.node.placement import FAIL, KEEP, TaskFacts, decide
 from lineagerun.node.reconstruction_driver import ReconstructionDriver
@@ -87,15 +88,18 @@ class ClusterLink:
         self.token = token
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.scheduler = GlobalSchedulerClient(scheduler_address, token, root_cert=root_cert)
-        self.puller = ObjectPuller(manager.store, token_channel_factory(token, root_cert=root_cert), token=token)
+        dial = peer_dial()  # the address of a peer's pair proxy in a chaos cluster, else unchanged
+        channels = token_channel_factory(token, root_cert=root_cert)
+        self.puller = ObjectPuller(manager.store, lambda address: channels(dial(address)), token=token)
         self.peers = PeerPool(token, self.node_id, on_results=self._peer_results, on_closed=self._peer_closed,
-                              root_cert=root_cert)
+                              root_cert=root_cert, dial=dial)
         self.fetcher = ObjectFetcher(manager.objects, self.puller, self.peers, own_node_id=self.node_id,
                                      read_record=self._read_record, address_of=self.address_of,
                                      node_of=self.node_of, still_wanted=self._still_wanted,
                                      on_known=self._object_known)
         manager.objects.args_in_use = self._args_in_use  # pulled copies of these stay pinned
         self.reconstruction = ReconstructionDriver(manager, self)  # lost objects, tasks on dead nodes
+        manager.reconstruction = self.reconstruction
         self.fetcher.on_unavailable = self.reconstruction.unavailable
         self.fetcher.on_no_live_copy = self.reconstruction.record_names_no_live_copy
         self.fetcher.on_pull_failed = self.reconstruction.pull_failed
@@ -160,7 +164,17 @@ class ClusterLink:
 
     def _read_record(self, key: bytes):
         client = self.manager.writer.client
-        return asyncio.get_running_loop().run_in_executor(None, client.get, key)
+        future = asyncio.get_running_loop().run_in_executor(None, client.get, key)
+        future.add_done_callback(lambda f: self._record_read(key, f))
+        return future
+
+    def _record_read(self, key: bytes, future: asyncio.Future) -> None:
+        """An object's record is missing: reconstruction decides whether the
+        object is lost (its node died before writing it), so a lookup of a
+        nested ref does not poll forever."""
+        if not future.cancelled() and future.exception() is None and future.result() is None \
+                and key.startswith(OBJECT_PREFIX) and len(key) >= ObjectID.SIZE:
+            self.reconstruction.record_missing(key[-ObjectID.SIZE:])
 
     # ======================================================= node directory
 
@@ -397,7 +411,7 @@ class ClusterLink:
             for run, _ in items:
                 self._placement_failed(run, RpcError(str(exc)))
             return
-        specs_out = []
+        specs_out, attempt_numbers, attempt_reasons = [], [], []
         for run, node_id in items:
             if self.manager.tasks.get(run.task_id) is not run:
                 continue
@@ -407,12 +421,16 @@ class ClusterLink:
                 continue
             self._send_function_and_args(peer, run)
             specs_out.append(run.spec)
+            attempt_numbers.append(run.attempt)
+            attempt_reasons.append(run.attempt_reason or (lineage_pb2.FIRST_RUN if run.attempt == 0
+                                                          else lineage_pb2.RETRY))
             self._drop(run)
             forwarded = Forwarded(run, address, node_id, set(run.returns))
             self.forwarded[run.task_id] = forwarded
             for oid in run.returns:
                 self._forwarded_by_return[oid] = run.task_id
-        if specs_out and not peer.send(node_pb2.ClientMessage(submit_tasks=node_pb2.SubmitTasks(specs=specs_out))):
+        if specs_out and not peer.send(node_pb2.ClientMessage(submit_tasks=node_pb2.SubmitTasks(
+                specs=specs_out, attempt_numbers=attempt_numbers, attempt_reasons=attempt_reasons))):
             log.warning("peer %s is closed or saturated; %d task(s) go to lookups", address, len(specs_out))
         for run, node_id in items:
             if run.spec.is_actor_creation and run.spec in specs_out:
@@ -511,7 +529,7 @@ class ClusterLink:
 
         manager = self.manager
         actor_specs = []
-        for spec in message.specs:
+        for index, spec in enumerate(message.specs):
             if spec.task_id in manager.tasks:
                 continue
             returns = specs.return_ids(spec)
@@ -526,6 +544,10 @@ class ClusterLink:
                 continue
             run = TaskRun(spec, returns, session, arg_ids=specs.arg_object_ids(spec))
             run.scheduled = True
+            if index < len(message.attempt_numbers):  # a retry or replay the forwarding node decided
+                run.attempt = message.attempt_numbers[index]
+                if index < len(message.attempt_reasons):
+                    run.attempt_reason = message.attempt_reasons[index]
             manager.tasks[spec.task_id] = run
             self.counters["accepted"] += 1
             manager._schedule_local(run)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from lineagerun.core.object_store import AllocateFile, CreateObject, CreateRejected, SealObject
+from lineagerun.core.object_store import AllocateFile, CreateObject, CreateRejected, ForgetObject, SealObject
 from lineagerun.objects import shm
 from lineagerun.objects.store import LocalObjectStore
 from lineagerun.rpc import node_pb2
@@ -33,10 +33,20 @@ GET_PIN_GRACE_S = 5.0
 # evictable, since the node that made the object keeps the primary copy and a
 # later want pulls it again.
 PULLED_HOLDER = "pulled"
+# Objects their owner released before they existed here (a driver drops the
+# ref of a task still running): they are stored without a primary pin.
+# Bounded: past it the oldest are forgotten (and stay pinned when made).
+RELEASED_EARLY_MAX = 100_000
 
 
 def _no_args_in_use() -> set[bytes]:
     return set()
+
+
+# An object whose only copy here is gone (evicted after its release, or its
+# file removed from outside): (object id, why, whether its owner had released
+# it). Set by reconstruction, which rebuilds it when somebody wants it.
+LostHook = Callable[[bytes, str, bool], None]
 
 
 class NodeObjectStore(LocalObjectStore):
@@ -60,6 +70,16 @@ class NodeObjectStore(LocalObjectStore):
         if rejected is not None:
             shm.unlink_object_file(self.session_id, object_id, sealed=True, shm_dir=self.shm_dir)
             raise rejected.error()
+
+    def forget_vanished(self, object_id: bytes, holder: str) -> bool:
+        """The object's sealed file is gone (removed from outside): forget it
+        whatever its pins. Returns whether ``holder`` pinned it."""
+        with self._lock:
+            if self._closed:
+                return False
+            pinned = self._core.pinned_by(object_id, holder)
+            self._apply(self._core.handle(ForgetObject(object_id)))
+        return pinned
 
 
 @dataclass(frozen=True)
@@ -116,6 +136,9 @@ class ObjectTable:
     # cluster link): pulled copies among them stay pinned.
     args_in_use: Callable[[], set[bytes]] = _no_args_in_use
     _pulled: set[bytes] = field(default_factory=set)   # pulled copies pinned by PULLED_HOLDER
+    # None: a lost primary copy becomes an ObjectLostError value.
+    on_lost: LostHook | None = None
+    _released_early: dict[bytes, None] = field(default_factory=dict)  # insertion-ordered
     _pull_release_scheduled: bool = False
 
     # ------------------------------------------------------------ values
@@ -131,7 +154,10 @@ class ObjectTable:
         if in_store:
             try:
                 self.store.adopt(object_id, payload.size_bytes or 1)
-                self.store.pin(object_id, PRIMARY_HOLDER)
+                if object_id in self._released_early:
+                    del self._released_early[object_id]  # its owner is done with it already
+                else:
+                    self.store.pin(object_id, PRIMARY_HOLDER)
             except Exception as exc:  # noqa: BLE001 - becomes the object's error
                 kind = type(exc).__name__ if type(exc).__module__.startswith("lineagerun") else "ObjectLostError"
                 self.add_error(object_id, kind, f"could not store object {object_id.hex()}: {exc}")
@@ -242,9 +268,31 @@ class ObjectTable:
             return
         if entry is not None and entry.in_store:
             entry.payload, entry.in_store = None, False
+            why = "it was evicted from the node's object store after its owner released it"
+            if self.on_lost is not None:
+                self.on_lost(object_id, why, True)  # not ready again until rebuilt
+                return
             entry.error_kind = "ObjectLostError"
-            entry.error_message = (f"object {object_id.hex()} was evicted from the node's object store after "
-                                   "it was released (reconstruction is not implemented yet)")
+            entry.error_message = f"object {object_id.hex()}: {why}"
+
+    def check_files(self, object_ids: Iterable[bytes]) -> None:
+        """Objects whose shared-memory file vanished from outside the store
+        (a /dev/shm cleaner, an operator) are lost: forget them, so a get
+        waits for their rebuild instead of mapping a missing file."""
+        if self.on_lost is None:
+            return
+        for oid in object_ids:
+            entry = self.entries.get(oid)
+            if entry is None or not entry.in_store or entry.payload is None:
+                continue
+            if os.path.exists(shm.object_path(self.store.session_id, oid, shm_dir=self.store.shm_dir)):
+                continue
+            still_owned = self.store.forget_vanished(oid, PRIMARY_HOLDER)
+            self._pulled.discard(oid)
+            entry.payload, entry.in_store = None, False
+            if entry.remote:
+                continue  # a pulled copy: the source still has it
+            self.on_lost(oid, "its shared-memory file was removed from outside the object store", not still_owned)
 
     # -------------------------------------------------------------- pins
 
@@ -283,7 +331,11 @@ class ObjectTable:
     def release_primary(self, object_ids: Iterable[bytes]) -> None:
         for oid in object_ids:
             entry = self.entries.get(oid)
-            if entry is not None and entry.in_store:
+            if entry is None or not entry.ready():
+                self._released_early[oid] = None
+                while len(self._released_early) > RELEASED_EARLY_MAX:
+                    del self._released_early[next(iter(self._released_early))]
+            elif entry.in_store:
                 self.store.unpin(oid, PRIMARY_HOLDER)
                 if oid in self._pulled:
                     self._pulled.discard(oid)

@@ -1,11 +1,14 @@
 """The node manager's shell around ``ReconstructionPlanner`` (lost objects)
 and the retry of tasks whose node died (docs/fault-tolerance.md).
 
-One per node manager of a multi-node cluster (made by ``ClusterLink``). It
+One per node manager: made by ``ClusterLink`` on a multi-node cluster, by
+reconstruction_local.py otherwise (the embedded single-node session). It
 learns of losses from the link (a node died: its copies are gone, tasks
-forwarded to it are lost) and from the object fetcher (a wanted object has
+forwarded to it are lost), from the object fetcher (a wanted object has
 no known copy, its record names only dead nodes, a pull from a dead holder
-failed), feeds the planner, and carries out its effects:
+failed) and from the object table (a released primary copy evicted, an
+object's shared-memory file removed from outside), feeds the planner, and
+carries out its effects:
 
 - ``LoadLocations`` -> read ``obj/`` (locations on dead nodes dropped);
 - ``LoadLineage`` -> read ``task/`` and scan ``attempt/``;
@@ -41,6 +44,7 @@ from lineagerun.core import reconstruction as rc
 from lineagerun.core.ids import FunctionID, NodeID, ObjectID, TaskID
 from lineagerun.core.keys import attempt_key, attempts_prefix, event_key, function_key, object_key, task_key
 from lineagerun.node import specs
+from lineagerun.node.reconstruction_records import MissingRecords
 from lineagerun.rpc import lineage_pb2, node_pb2
 
 log = logging.getLogger(__name__)
@@ -87,7 +91,6 @@ class _Attempt:
     spec: lineage_pb2.TaskSpec
     died_node: bytes = b""           # RETRY: the node the previous attempt died with
     died_why: str = ""
-    ran_on: bytes = b""              # the peer that sent its results (it ran there)
     started_ms: int = field(default_factory=_now_ms)
 
 
@@ -108,6 +111,11 @@ class ReconstructionDriver:
         self._last_recovery: tuple[bytes, int] = (b"", 0)  # object id, ms from need to complete
         self.counters = {"objects_lost": 0, "objects_rebuilt": 0, "objects_failed": 0, "tasks_replayed": 0,
                          "tasks_retried": 0, "tasks_reexecuted": 0, "recovery_ms_total": 0, "recovery_ms_max": 0}
+        # Lost objects whose owner had released them: a rebuilt copy is not
+        # pinned as a primary again (the get that wanted it pins it a while).
+        self._released: set[bytes] = set()
+        manager.objects.on_lost = self.lost_here
+        self.missing_records = MissingRecords(self)  # nested refs whose record was never written
 
     def recovery_counters(self) -> dict[str, int]:
         """Counters since the node started (the events hold the details)."""
@@ -123,6 +131,27 @@ class ReconstructionDriver:
         for oid in lost:
             if self._wanted(oid):
                 self._need(oid)
+
+    def lost_here(self, object_id: bytes, why: str, released: bool) -> None:
+        """The object table lost this node's only copy (evicted after its
+        release, or its file removed from outside): rebuilt when wanted."""
+        self._remember_lost(object_id, why)
+        if released:
+            self._released.add(object_id)
+            if len(self._released) > LOST_REMEMBERED_MAX:
+                self._released.clear()  # bound; at worst a rebuilt copy stays pinned
+        if self._wanted(object_id):
+            self._need(object_id)
+
+    def check_wanted(self, object_ids) -> None:
+        """A get, a fetching wait or a task here names these: start the
+        rebuild of those lost (a file removed from outside is found here)."""
+        objects = self.manager.objects
+        objects.check_files(object_ids)
+        if self._lost:
+            for oid in object_ids:
+                if oid in self._lost and not objects.is_ready(oid):
+                    self._need(oid)
 
     def unavailable(self, object_id: bytes) -> bool:
         """The fetcher wants ``object_id`` and knows no copy: True if it is a
@@ -160,6 +189,15 @@ class ReconstructionDriver:
         self._need(object_id)
         return True
 
+    def record_missing(self, object_id: bytes) -> None:
+        """A lookup found no obj/ record of this object (yet)."""
+        self.missing_records.record_missing(object_id)
+
+    def declare_lost(self, object_id: bytes, why: str) -> None:
+        """Another part of recovery found the object lost: rebuild it."""
+        self._remember_lost(object_id, why)
+        self._need(object_id)
+
     def pull_failed(self, object_id: bytes, copy, error: BaseException) -> bool:
         """A pull failed; True if the error must not become the object's value."""
         objects = self.manager.objects
@@ -190,7 +228,12 @@ class ReconstructionDriver:
         self._lost[object_id] = why
         self._lost.move_to_end(object_id)
         while len(self._lost) > LOST_REMEMBERED_MAX:
-            self._lost.popitem(last=False)
+            forgotten, how = self._lost.popitem(last=False)
+            objects = self.manager.objects
+            if objects.entries.get(forgotten) is not None and not objects.is_known(forgotten) \
+                    and not self.recovering(forgotten):
+                # A copy lost here would otherwise wait forever: it fails as before reconstruction.
+                objects.add_error(forgotten, "ObjectLostError", f"object {forgotten.hex()} is lost: {how}")
 
     def _need(self, object_id: bytes) -> None:
         if len(object_id) != ObjectID.SIZE or self.manager.objects.is_ready(object_id):
@@ -235,15 +278,16 @@ class ReconstructionDriver:
         """A peer sends a result of a task forwarded to it."""
         attempt = self._attempts.get(object_id[:TaskID.SIZE]) if self._attempts else None
         if attempt is not None:
-            attempt.ran_on = node_id
             # A return the node still had (a replay for a lost put) is not
             # "available" again: count it as arrived here.
             self.objects_arrived([object_id], node_id)
 
     def _attempt_succeeded(self, attempt: _Attempt, node_id: bytes) -> None:
+        # The node that ran it recorded the attempt (its number and reason
+        # travel with a forwarded spec: cluster_link._forward).
         del self._attempts[attempt.task_id]
-        if attempt.ran_on:  # the node that ran it recorded it as its attempt 0 (no attempt on the wire)
-            self._write_attempt(attempt, lineage_pb2.FINISHED, attempt.ran_on, None)
+        if self._released:
+            self._unpin_released(specs.return_ids(attempt.spec))
         if attempt.reason != rc.REPLAY:
             return
         task_id = TaskID(attempt.task_id)
@@ -254,6 +298,14 @@ class ReconstructionDriver:
         produced |= {o for o in self.planner.objects if o.task_id() == task_id and o.is_put()}
         node = NodeID(node_id) if len(node_id) == NodeID.SIZE else None
         self._feed(rc.TaskSucceeded(task_id, frozenset(produced), node))
+
+    def _unpin_released(self, object_ids) -> None:
+        """Rebuilt objects whose owner had released them are not primaries."""
+        objects = self.manager.objects
+        for oid in object_ids:
+            if oid in self._released and objects.is_ready(oid):
+                self._released.discard(oid)
+                objects.release_primary([oid])
 
     def intercept_failures(self, return_ids: list[bytes], kind: str, message: str) -> list[bytes]:
         """The node is about to fail these returns: those of our attempts are
@@ -515,6 +567,8 @@ class ReconstructionDriver:
         started = self._needed_ms.pop(oid, None)
         if started is not None:
             self._last_recovery = (oid, max(0, _now_ms() - started))
+        if self._released:
+            self._unpin_released([oid])
         if not self.manager.objects.is_known(oid) and self._wanted(oid):
             self.link.fetcher.lookup(oid)  # a copy elsewhere, found through its record
 

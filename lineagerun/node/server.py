@@ -21,12 +21,13 @@ from lineagerun.core.ids import FunctionID, JobID, NodeID, ObjectID, TaskID, Wor
 from lineagerun.core.keys import attempt_key, function_key, name_key, object_key, task_key
 from lineagerun.core.object_store import INLINE_THRESHOLD_BYTES
 from lineagerun.core.resources import RESOURCE_UNIT_SCALING, ResourceSet
-from lineagerun.node import specs
+from lineagerun.node import driver_exit, specs
 from lineagerun.node.actor_handlers import ActorHandlers
 from lineagerun.node.admission import AdmissionQueue
 from lineagerun.node.actors import ActorEntry, ActorPhase, ActorTable, call_record, now_ms
 from lineagerun.node.lineage_writer import LineageWriter
 from lineagerun.node.object_table import GET_PIN_GRACE_S, NodeObjectStore, ObjectTable
+from lineagerun.node.reconstruction_local import local_reconstruction
 from lineagerun.node.scheduler import NodeScheduler
 from lineagerun.node.session import Session
 from lineagerun.node.worker_pool import WorkerPool
@@ -96,6 +97,8 @@ class NodeManager(ActorHandlers):
         self._start_failures = 0  # workers in a row that died before registering
         self._start_delayed = 0
         self.cluster = None  # a ClusterLink when the node is part of a multi-node cluster
+        # Lost objects and retries (reconstruction_driver.py); ClusterLink replaces this one.
+        self.reconstruction = local_reconstruction(self)
         pool.on_exit = lambda worker_id: self._worker_gone(worker_id, "its process exited")
 
     # =============================================================== sessions
@@ -123,6 +126,8 @@ class NodeManager(ActorHandlers):
             job_id = _new_job_id()
         session.job_id = job_id
         session.location_address = self.address
+        if message.kind == node_pb2.Register.PEER:
+            session.peer_node_id = message.worker_id  # a peer registers with its node id (actor_takeover.py)
         self.sessions.add(session)
         session.send(node_pb2.NodeMessage(registered=node_pb2.Registered(
             node_id=self.node_id.binary(), job_id=job_id, session_dir=self.session_dir,
@@ -147,6 +152,7 @@ class NodeManager(ActorHandlers):
             self._driver_gone(session)
 
     def _driver_gone(self, session: Session) -> None:
+        actor_ids = driver_exit.owned_actor_ids(self, session)
         if self.cluster is not None:
             self._owner_gone_remote(session)  # its actors on other nodes
         for actor in list(self.actors.actors.values()):
@@ -157,6 +163,7 @@ class NodeManager(ActorHandlers):
                 actor = self.actors.get(run.spec.actor_id) if run.spec.is_actor_creation else None
                 if actor is None or not actor.detached:
                     self._cancel(run, force=False)
+        driver_exit.release_driver_work(self, session, actor_ids)  # its running tasks, its objects
 
     # ============================================================ submission
 
@@ -220,7 +227,8 @@ class NodeManager(ActorHandlers):
                                f"an actor named {name!r} already exists in namespace {namespace!r}")
             return False
         actor = ActorEntry(spec.actor_id, spec.task_id, spec, name, namespace, detached, session,
-                           self.node_id.binary(), max_concurrency=max(1, spec.max_concurrency))
+                           self.node_id.binary(), max_concurrency=max(1, spec.max_concurrency),
+                           owner_node_id=self.node_id.binary())
         self.actors.add(actor)
         if name:
             name_claims[len(ops)] = actor
@@ -264,6 +272,9 @@ class NodeManager(ActorHandlers):
     def _schedule_local(self, run: TaskRun) -> None:
         if run.spec.is_actor_creation:
             self._actor_creation_kept(run)  # its deferred calls run here too
+        if run.arg_ids:
+            self.reconstruction.check_wanted(run.arg_ids)  # lost ones are rebuilt, then it runs
+            self.objects.pin(run.arg_ids, run.holder())  # kept until it ends, as the driver's refs may go
         missing = {oid for oid in run.arg_ids if not self.objects.is_ready(oid)}
         self.admission.add(run.task_id, specs.demand(run.spec), missing)
         if missing and self.cluster is not None:
@@ -319,6 +330,7 @@ class NodeManager(ActorHandlers):
                 run = self.tasks.pop(effect.task_id.binary(), None)
                 self.admission.remove(effect.task_id.binary())
                 if run is not None:
+                    self.objects.release_holder(run.holder())
                     self._fail_returns(run.returns, "InfeasibleTaskError",
                                        f"task cannot run on this node and there is no other node: {effect.reason}")
             # FetchArgs: none; tasks reach the scheduler once their arguments are local.
@@ -333,15 +345,37 @@ class NodeManager(ActorHandlers):
                                                               effect.attempt_number)))
             return
         run.worker_id, run.attempt = effect.worker_id, effect.attempt_number
+        if run.arg_ids and self._argument_lost_meanwhile(run):
+            self._apply(self.scheduler.handle(ls.TaskFinished(effect.task_id, effect.worker_id,
+                                                              effect.attempt_number)))
+            return
         if not self._send_execute(run, session):
             self.tasks.pop(run.task_id, None)
             self.admission.remove(run.task_id)
+            self.objects.release_holder(run.holder())
             self._apply(self.scheduler.handle(ls.TaskFinished(effect.task_id, effect.worker_id,
                                                               effect.attempt_number)))
             return
         if run.spec.is_actor_creation:
             actor = self.actors.get(run.spec.actor_id)
             self.actors.bind_worker(actor, effect.worker_id)
+
+    def _argument_lost_meanwhile(self, run: TaskRun) -> bool:
+        """An argument that arrived after the task was queued (so not pinned
+        for it) was evicted or its file removed before the dispatch: the
+        task waits again until it is rebuilt (reconstruction_driver.py)."""
+        self.reconstruction.check_wanted(run.arg_ids)
+        lost = {oid for oid in run.arg_ids if not self.objects.is_ready(oid)}
+        if not lost:
+            return False
+        log.info("task %s waits again: %d argument(s) lost before its dispatch", run.task_id.hex()[:16],
+                 len(lost))
+        run.worker_id = None
+        self.admission.remove(run.task_id)
+        self.admission.add(run.task_id, specs.demand(run.spec), lost)
+        if self.cluster is not None:
+            self.cluster.want_args(lost)
+        return True
 
     def _send_execute(self, run: TaskRun, session: Session) -> bool:
         """Send the task to the worker; False (returns errored) if an argument failed."""
@@ -446,8 +480,8 @@ class NodeManager(ActorHandlers):
                 self.objects.add_error(result.object_id, result.error_kind or "TaskError",
                                        result.error_message or "the task reported an error without a message")
             self._record_object(result.object_id, run.task_id, run.spec.owner_worker_id, False)
-        if self.cluster is not None:  # a replay's returns may have been here already
-            self.cluster.reconstruction.objects_arrived([r.object_id for r in message.returns], self.node_id.binary())
+        # A replay's returns may have been here already.
+        self.reconstruction.objects_arrived([r.object_id for r in message.returns], self.node_id.binary())
         state = lineage_pb2.FINISHED
         error = (message.error_kind, "user code raised") if message.application_error else None
         self._record_attempt(run, state, error, message.duration_ms)
@@ -479,8 +513,8 @@ class NodeManager(ActorHandlers):
         self.writer.write_later(object_key(ObjectID(object_id)), record.SerializeToString())
 
     def _fail_returns(self, return_ids: list[bytes], kind: str, message: str) -> None:
-        if self.cluster is not None:  # a retry's or replay's failure is handled by recovery
-            return_ids = self.cluster.reconstruction.intercept_failures(return_ids, kind, message)
+        # A retry's or replay's failure is handled by recovery.
+        return_ids = self.reconstruction.intercept_failures(return_ids, kind, message)
         for oid in return_ids:
             self.objects.add_error(oid, kind, message)
 
@@ -563,6 +597,7 @@ class NodeManager(ActorHandlers):
     def _on_get_objects(self, session: Session, message: node_pb2.GetObjects) -> None:
         request_id = message.request_id
         ids = list(message.object_ids)
+        self.reconstruction.check_wanted(ids)  # a peer asking for a lost copy starts its rebuild too
         if self.cluster is not None and not session.is_peer:
             self.cluster.want(ids)
 
@@ -593,6 +628,8 @@ class NodeManager(ActorHandlers):
             self.cluster.want(ids)
         elif self.cluster is not None and not session.is_peer:
             self.cluster.reconstruction.need_if_lost(ids)
+        elif not session.is_peer:
+            self.reconstruction.check_wanted(ids)
 
         blocked = []
 

@@ -276,7 +276,7 @@ class ObjectRecord(_message.Message):
     def __init__(self, object_id: _Optional[bytes] = ..., producing_task_id: _Optional[bytes] = ..., size_bytes: _Optional[int] = ..., is_put: _Optional[bool] = ..., locations: _Optional[_Iterable[bytes]] = ..., inline_value: _Optional[bytes] = ..., has_inline_value: _Optional[bool] = ..., owner_worker_id: _Optional[bytes] = ...) -> None: ...
 
 class ActorRecord(_message.Message):
-    __slots__ = ("actor_id", "creation_task_id", "state", "node_id", "worker_id", "name", "namespace", "lifetime", "max_restarts", "num_restarts", "next_sequence_number", "checkpoint_sequence_number", "checkpoint_object_id", "checkpoint_key", "checkpoint_interval", "owner_worker_id", "death_cause", "updated_ms")
+    __slots__ = ("actor_id", "creation_task_id", "state", "node_id", "worker_id", "name", "namespace", "lifetime", "max_restarts", "num_restarts", "next_sequence_number", "checkpoint_sequence_number", "checkpoint_object_id", "checkpoint_key", "checkpoint_interval", "owner_worker_id", "death_cause", "updated_ms", "owner_node_id")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     CREATION_TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +295,7 @@ class ActorRecord(_message.Message):
     OWNER_WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     DEATH_CAUSE_FIELD_NUMBER: _ClassVar[int]
     UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     actor_id: bytes
     creation_task_id: bytes
     state: ActorState
@@ -313,7 +314,8 @@ class ActorRecord(_message.Message):
     owner_worker_id: bytes
     death_cause: ErrorInfo
     updated_ms: int
-    def __init__(self, actor_id: _Optional[bytes] = ..., creation_task_id: _Optional[bytes] = ..., state: _Optional[_Union[ActorState, str]] = ..., node_id: _Optional[bytes] = ..., worker_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., lifetime: _Optional[_Union[ActorLifetime, str]] = ..., max_restarts: _Optional[int] = ..., num_restarts: _Optional[int] = ..., next_sequence_number: _Optional[int] = ..., checkpoint_sequence_number: _Optional[int] = ..., checkpoint_object_id: _Optional[bytes] = ..., checkpoint_key: _Optional[bytes] = ..., checkpoint_interval: _Optional[int] = ..., owner_worker_id: _Optional[bytes] = ..., death_cause: _Optional[_Union[ErrorInfo, _Mapping]] = ..., updated_ms: _Optional[int] = ...) -> None: ...
+    owner_node_id: bytes
+    def __init__(self, actor_id: _Optional[bytes] = ..., creation_task_id: _Optional[bytes] = ..., state: _Optional[_Union[ActorState, str]] = ..., node_id: _Optional[bytes] = ..., worker_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., lifetime: _Optional[_Union[ActorLifetime, str]] = ..., max_restarts: _Optional[int] = ..., num_restarts: _Optional[int] = ..., next_sequence_number: _Optional[int] = ..., checkpoint_sequence_number: _Optional[int] = ..., checkpoint_object_id: _Optional[bytes] = ..., checkpoint_key: _Optional[bytes] = ..., checkpoint_interval: _Optional[int] = ..., owner_worker_id: _Optional[bytes] = ..., death_cause: _Optional[_Union[ErrorInfo, _Mapping]] = ..., updated_ms: _Optional[int] = ..., owner_node_id: _Optional[bytes] = ...) -> None: ...
 
 class ActorCallRecord(_message.Message):
     __slots__ = ("actor_id", "sequence_number", "task_id", "method_name", "caller_worker_id", "finished", "submitted_ms")

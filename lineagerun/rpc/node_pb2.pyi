@@ -73,14 +73,18 @@ class NodeMessages(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[NodeMessage, _Mapping]]] = ...) -> None: ...
 
 class SubmitTasks(_message.Message):
-    __slots__ = ("specs", "actor_calls_resent", "actor_restart")
+    __slots__ = ("specs", "actor_calls_resent", "actor_restart", "attempt_numbers", "attempt_reasons")
     SPECS_FIELD_NUMBER: _ClassVar[int]
     ACTOR_CALLS_RESENT_FIELD_NUMBER: _ClassVar[int]
     ACTOR_RESTART_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_REASONS_FIELD_NUMBER: _ClassVar[int]
     specs: _containers.RepeatedCompositeFieldContainer[_lineage_pb2.TaskSpec]
     actor_calls_resent: bool
     actor_restart: bool
-    def __init__(self, specs: _Optional[_Iterable[_Union[_lineage_pb2.TaskSpec, _Mapping]]] = ..., actor_calls_resent: _Optional[bool] = ..., actor_restart: _Optional[bool] = ...) -> None: ...
+    attempt_numbers: _containers.RepeatedScalarFieldContainer[int]
+    attempt_reasons: _containers.RepeatedScalarFieldContainer[_lineage_pb2.AttemptReason]
+    def __init__(self, specs: _Optional[_Iterable[_Union[_lineage_pb2.TaskSpec, _Mapping]]] = ..., actor_calls_resent: _Optional[bool] = ..., actor_restart: _Optional[bool] = ..., attempt_numbers: _Optional[_Iterable[int]] = ..., attempt_reasons: _Optional[_Iterable[_Union[_lineage_pb2.AttemptReason, str]]] = ...) -> None: ...
 
 class ExportFunction(_message.Message):
     __slots__ = ("function",)

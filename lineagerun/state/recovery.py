@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from lineagerun.core import keys
+from lineagerun.core.ids import TaskID
 from lineagerun.rpc import lineage_pb2
 from lineagerun.state.lineage import EVENT_KIND_NAMES, REASON_NAMES
 from lineagerun.state.source import Source
@@ -110,6 +111,8 @@ class RecoveryTally:
     all_durations: _Durations = field(default_factory=_Durations)
     attempts: dict = field(default_factory=dict)         # reason name -> attempts
     attempts_scanned: int = 0
+    actor_call_replays: int = 0                          # REPLAY attempts of actor method calls
+    actor_creation_replays: int = 0                      # REPLAY attempts of constructors (restarts)
 
     def add_event(self, record: lineage_pb2.EventRecord) -> None:
         if not is_recovery_kind(record.kind):
@@ -128,6 +131,12 @@ class RecoveryTally:
         self.attempts_scanned += 1
         reason = REASON_NAMES.get(attempt.reason, str(attempt.reason)).lower()
         self.attempts[reason] = self.attempts.get(reason, 0) + 1
+        if attempt.reason == lineage_pb2.REPLAY and len(attempt.task_id) == TaskID.SIZE:
+            task_id = TaskID(attempt.task_id)
+            if task_id.is_for_actor_creation():
+                self.actor_creation_replays += 1
+            elif not task_id.actor_id().is_nil_actor():
+                self.actor_call_replays += 1
 
     def items(self, kind_name_: str) -> int:
         kind = lineage_pb2.EventKind.Value(kind_name_)
@@ -152,6 +161,10 @@ class RecoveryTally:
         })
         if attempts_read:
             out["attempts"] = {"scanned": self.attempts_scanned, **dict(sorted(self.attempts.items()))}
+            # Replayed actor calls and re-run constructors are task replays too
+            # (counted in task_replays); these say how many of them were actors'.
+            out["actor_call_replay_attempts"] = self.actor_call_replays
+            out["actor_restart_attempts"] = self.actor_creation_replays
         return out
 
 
@@ -202,6 +215,9 @@ def recovery_lines(summary: dict) -> list[str]:
         f"recovery event(s); deaths: {summary['nodes_died']} node(s), {summary['workers_died']} worker(s), "
         f"{summary['actors_died']} actor(s)",
     ]
+    if summary.get("actor_call_replay_attempts") or summary.get("actor_restart_attempts"):
+        lines.append(f"  of the replays: {summary['actor_call_replay_attempts']} actor call(s) and "
+                     f"{summary['actor_restart_attempts']} constructor run(s) (REPLAY attempt records)")
     for name, counts in summary["by_kind"].items():
         timed = counts["recovery_time"]
         extra = f"  p50 {_ms(timed['p50_ms'])} max {_ms(timed['max_ms'])}" if timed else ""

@@ -22,8 +22,9 @@ import pytest
 import lineagerun as ray
 from lineagerun.control.client import ControlStoreClient
 from lineagerun.core.ids import TaskID
-from lineagerun.core.keys import attempts_prefix
+from lineagerun.core.keys import attempts_prefix, object_key
 from lineagerun.node.reconstruction_driver import object_recovery_summary
+from lineagerun.node.reconstruction_records import RECORD_MISSING_MAX_MS
 from lineagerun.rpc import lineage_pb2
 from lineagerun.testing import Cluster
 from tests.cluster.conftest import assert_gone, cluster_pids
@@ -331,6 +332,53 @@ def test_put_inside_a_task_is_rebuilt_by_replaying_the_task(cluster, tmp_path):
     victim = _add_spare(cluster)
     cluster.remove_node(victim, allow_graceful=False)
     value = ray.get(inner, timeout=GET_TIMEOUT_S)
+    assert value.tobytes() == _start(7).tobytes()
+    assert len(_runs(marks, 0)) == 2
+
+
+@pytest.mark.timeout(180)
+def test_nested_ref_whose_record_was_never_written_is_rebuilt(cluster, control_store, tmp_path):
+    """The node that ran the task died before writing the obj/ record of the
+    put it returned in a list: the ref is known only from the list, and the
+    lookup finds no record (here deleted before the kill, which is the same
+    for every reader). Its task is found from the id and replayed."""
+    marks = str(tmp_path)
+    (inner,) = ray.get(puts_inside.remote(marks), timeout=GET_TIMEOUT_S)
+    key = object_key(inner.object_id())
+    _wait_for(lambda: control_store.get(key) is not None, 10, "the put's record")
+    victim = _add_spare(cluster)
+    control_store.delete(key)
+    cluster.remove_node(victim, allow_graceful=False)
+    started = time.monotonic()
+    value = ray.get(inner, timeout=GET_TIMEOUT_S)
+    assert value.tobytes() == _start(7).tobytes()
+    assert len(_runs(marks, 0)) == 2
+    # The dead node is named by the task's attempt record: no waiting for the
+    # RECORD_MISSING_MAX_MS bound (death detection and one replay only).
+    assert time.monotonic() - started < RECORD_MISSING_MAX_MS / 1000 + 5
+
+
+@pytest.mark.timeout(180)
+def test_nested_ref_with_no_record_and_no_attempt_is_rebuilt_within_the_bound(cluster, control_store, tmp_path):
+    """As above, but the node also died before writing the task's attempt
+    record: the task is known to have ended because its return is here, so
+    the put is taken as lost once RECORD_MISSING_MAX_MS passed without a record."""
+    marks = str(tmp_path)
+    outer = puts_inside.remote(marks)
+    (inner,) = ray.get(outer, timeout=GET_TIMEOUT_S)
+    key = object_key(inner.object_id())
+    prefix = attempts_prefix(inner.task_id())
+    _wait_for(lambda: control_store.get(key) is not None and list(control_store.scan_prefix(prefix)),
+              10, "the put's and the attempt's records")
+    victim = _add_spare(cluster)
+    control_store.delete(key)
+    for attempt, _ in control_store.scan_prefix(prefix):
+        control_store.delete(attempt)
+    cluster.remove_node(victim, allow_graceful=False)
+    started = time.monotonic()
+    value = ray.get(inner, timeout=GET_TIMEOUT_S)
+    print(f"rebuilt {time.monotonic() - started:.2f} s after the kill; attempts "
+          f"{[(a.attempt_number, a.reason, a.state) for a in _attempts(control_store, inner.task_id())]}")
     assert value.tobytes() == _start(7).tobytes()
     assert len(_runs(marks, 0)) == 2
 

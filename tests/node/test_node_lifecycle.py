@@ -39,7 +39,9 @@ def test_released_objects_are_evicted_and_pinned_ones_fill_the_store(node_factor
     third = _put_shm(driver, 3, 30 * MIB)  # needs the room of the released first object
     reply = driver.get([second, third, first])
     assert reply.objects[0].payload.shm_name and reply.objects[1].payload.shm_name
-    assert reply.objects[2].error_kind == "ObjectLostError"
+    # A driver's put cannot be replayed: its loss says so (reconstruction_driver.py).
+    assert reply.objects[2].error_kind == "ObjectReconstructionFailedError"
+    assert "put() in the driver" in reply.objects[2].error_message
     assert not os.path.exists(shm.object_path(driver.registered.store_session_id, first.binary()))
     fourth = _put_shm(driver, 4, 30 * MIB)  # second and third are pinned: no room
     result = driver.get([fourth]).objects[0]

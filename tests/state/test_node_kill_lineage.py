@@ -133,9 +133,6 @@ def test_after_the_kill_the_lineage_shows_the_replays(killed):
 
 
 @pytest.mark.skipif(not RECONSTRUCTION_WIRED, reason="needs lineage reconstruction wiring (issue 5)")
-@pytest.mark.xfail(strict=False, reason=(
-    "known runtime bug (issue 5): a replay forwarded to another node runs there as attempt 0 FIRST_RUN, so that "
-    "node's record overwrites the first run's (attempt number and reason are not passed along with the task)"))
 def test_the_first_run_keeps_its_node_after_the_replay(killed):
     _, victim, source, refs, _, _ = killed
     lineagerun.get(refs[-1], timeout=90)
