@@ -7,7 +7,8 @@
     nemesis.kill_worker(node)               # its busiest worker
     nemesis.kill_actor("my-actor")          # the process hosting the actor
     nemesis.latency(node, 200)              # on its links (chaos=True)
-    nemesis.partition(node); nemesis.heal()
+    nemesis.partition(node); nemesis.heal()   # isolated past the node timeout: declared dead
+    nemesis.cut_driver()                    # only the driver's link into its node
     nemesis.cut_pair(node_a, node_b)        # only the links between two nodes
     nemesis.split([node_a])                 # node_a's group against the rest
 
@@ -116,6 +117,13 @@ class ClusterNemesis:
         target = self._links(node)
         target.partition()
         return f"isolated: {target.name}"
+
+    def cut_driver(self) -> str:
+        """Only the driver's link into its node (``node-<i>-in``); the node
+        keeps its heartbeats, so it is not declared dead."""
+        target = self._links(None, "driver")
+        target.partition()
+        return f"cut: {target.name}"
 
     def cut_pair(self, first, second) -> str:
         """Only the links between two nodes, both directions."""

@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from lineagerun.chaos.ports import chosen_port
 from lineagerun.control.dial_map import write_dial_map
 from lineagerun.exceptions import ConfigurationError, InvalidArgumentError
 
@@ -57,12 +57,6 @@ _LINK_PATTERNS = (
     (re.compile(rf"^{_REPLICA}->{_REPLICA}$"), "pair"),
     (re.compile(rf"^{_REPLICA}$"), "replica"),
 )
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def replica_link(shard: int, index: int) -> str:
@@ -144,7 +138,7 @@ class ControlStoreLinks:
         if len(self.replicas) >= REPLICAS_MAX:
             raise ConfigurationError(f"a chaos control store has at most {REPLICAS_MAX} replicas")
         name = replica_link(shard, index)
-        links = self.replicas[(shard, index)] = ReplicaLinks(shard, index, _free_port())
+        links = self.replicas[(shard, index)] = ReplicaLinks(shard, index, chosen_port())
         upstream = f"127.0.0.1:{links.port}"
         self._proxy(links, f"clients->{name}", upstream)
         self._proxy(links, f"coordinator->{name}", upstream)

@@ -11,6 +11,17 @@ Each node manager gets three proxies, created before it starts:
   control store and the global scheduler's view, so every peer dials the proxy
   without knowing it.
 * ``node-<i>-cs``: node i -> the control store's coordinator (``--control-store``).
+* ``node-<i>-replica-<S>-<I>`` (link ``node:<i>->replica:S:I``): node i -> the
+  control store's replica s<S>r<I> (its heartbeat records, lineage writes,
+  reads, subscriptions). The node's control-store client finds replicas in
+  the chain configuration and dials each through the map file named by
+  ``LINEAGERUN_STORE_DIAL_MAP`` (``lineagerun.node.store_dial``). For the
+  replicas' addresses to stay valid, the cluster gives its control store a
+  launch hook (``StoreLaunchHook``) that keeps each replica's port across
+  restarts and creates these proxies before a new replica starts. The
+  ``cs`` kind of a node covers them: cutting a node's control-store links
+  (isolation, ``control-store``, a split) cuts the coordinator and every
+  replica, so an isolated node is declared dead.
 * ``node-<i>-gs``: node i -> the global scheduler (``--global-scheduler``).
 * ``pair-<i>-<j>``: node i -> node j (peer sessions, object pulls), one per
   ordered pair. Node i dials node j's advertised ``127.77.s.(j+1):P`` at
@@ -19,23 +30,26 @@ Each node manager gets three proxies, created before it starts:
   ``pair-<a>-<b>`` and ``pair-<b>-<a>`` cuts exactly A <-> B; ``node-<i>-in``
   then carries only the driver's and the global scheduler's links into i.
 
-Not proxied: node -> control-store *replica* links (the client learns replica
-addresses from the coordinator; the replicas would have to advertise proxy
-addresses, as the nodes do) and replica -> replica links.
+Not proxied here: replica -> replica and replica <-> coordinator links
+(``Cluster(chaos_control_store=True)``: ``control_store_links``; the node's
+replica proxies then chain onto the ``clients->replica:S:I`` ones), and a
+worker's own reads of function records (``core_worker.fetch_function``).
 Workers reach their node over a unix socket: not a network link.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from lineagerun.chaos.ports import chosen_port
+from lineagerun.control.dial_map import write_dial_map
 from lineagerun.exceptions import ConfigurationError
 from lineagerun.node.peer_dial import DIAL_REWRITE_ENV
+from lineagerun.node.store_dial import STORE_DIAL_MAP_ENV
 
 # Second loopback addresses the nodes advertise: 127.<base>.<s>.<k>.
 ADVERTISE_SUBNET_BASE = 77
@@ -43,11 +57,11 @@ ADVERTISE_SUBNET_BASE = 77
 # bounds the nodes of one chaos cluster (replacements count too).
 PAIR_SUBNET_BASE = 100
 NODES_MAX = 255 - PAIR_SUBNET_BASE
-# A free port on 127.0.0.1 that is also free on the advertised address.
-FREE_PORT_ATTEMPTS_MAX = 50
 LINK_KINDS = ("in", "cs", "gs")
 # In a chaos cluster's session directory: the proxy API and each node's proxies.
 CHAOS_FILE_NAME = "chaos.json"
+# Each node's replica dial map (lineagerun.node.store_dial), in the session directory.
+STORE_DIAL_DIR_NAME = "chaos-store-dial"
 
 
 @dataclass
@@ -56,30 +70,17 @@ class NodeLinks:
     advertise_host: str
     port: int
     proxies: dict[str, object] = field(default_factory=dict)   # kind -> toxiproxy Proxy
+    # Link name (node:<i>->replica:S:I) -> toxiproxy Proxy; part of kind "cs".
+    store: dict[str, object] = field(default_factory=dict)
+    store_dial_map: Path | None = None
 
     @property
     def advertised_address(self) -> str:
         return f"{self.advertise_host}:{self.port}"
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-            return True
-        except OSError:
-            return False
-
-
 def _free_port_pair(advertise_host: str) -> int:
-    for _ in range(FREE_PORT_ATTEMPTS_MAX):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if _port_free(advertise_host, port):
-            return port
-    raise ConfigurationError(f"no port free on both 127.0.0.1 and {advertise_host} after "
-                             f"{FREE_PORT_ATTEMPTS_MAX} attempts")
+    return chosen_port("127.0.0.1", advertise_host)
 
 
 class RuntimeLinks:
@@ -98,6 +99,9 @@ class RuntimeLinks:
         self._lock = threading.Lock()
         self.nodes: list[NodeLinks] = []
         self.pairs: dict[tuple[int, int], object] = {}   # (from index, to index) -> toxiproxy Proxy
+        # (shard, replica index) -> the address the replica advertises.
+        self.replicas: dict[tuple[int, int], str] = {}
+        self._session_dir: Path | None = None
         # Distinct third octet per process: two chaos clusters of two test
         # processes do not share advertised addresses.
         self._subnet_octet = os.getpid() % 250
@@ -130,13 +134,47 @@ class RuntimeLinks:
                 self._create_pair(other, links)
                 self._create_pair(links, other)
             self.nodes.append(links)
+            env = {DIAL_REWRITE_ENV: f"{self._subnet}.=127.{PAIR_SUBNET_BASE + index}.{self._subnet_octet}."}
             if session_dir is not None:
-                self._record(Path(session_dir))
+                self._session_dir = Path(session_dir)
+                links.store_dial_map = self._session_dir / STORE_DIAL_DIR_NAME / f"node-{index}.json"
+                for (shard, replica), advertised in self.replicas.items():
+                    self._create_store_link(links, shard, replica, advertised)
+                self._write_store_dial_map(links)
+                env[STORE_DIAL_MAP_ENV] = str(links.store_dial_map)
+                self._record(self._session_dir)
         scheduler = links.proxies["gs"].listen if scheduler_address else scheduler_address
-        rewrite = f"{self._subnet}.=127.{PAIR_SUBNET_BASE + index}.{self._subnet_octet}."
         return links.proxies["cs"].listen, scheduler, {
-            "host": "127.0.0.1", "port": port, "extra": ["--advertise-host", host],
-            "env_extra": {DIAL_REWRITE_ENV: rewrite}}
+            "host": "127.0.0.1", "port": port, "extra": ["--advertise-host", host], "env_extra": env}
+
+    def replica_advertised(self, shard: int, index: int, advertised: str) -> None:
+        """Replica s<shard>r<index> advertises ``advertised`` (called before it
+        starts, so every node's map names it before a chain does): each node
+        gets its proxy to it."""
+        with self._lock:
+            if self.replicas.get((shard, index)) == advertised:
+                return
+            self.replicas[(shard, index)] = advertised
+            for links in self.nodes:
+                if links.store_dial_map is None:
+                    continue
+                old = links.store.pop(store_link(links.index, shard, index), None)
+                if old is not None:
+                    old.destroy()
+                self._create_store_link(links, shard, index, advertised)
+                self._write_store_dial_map(links)
+            if self._session_dir is not None:
+                self._record(self._session_dir)
+
+    def _create_store_link(self, links: NodeLinks, shard: int, index: int, advertised: str) -> None:
+        links.store[store_link(links.index, shard, index)] = self.api.create(
+            upstream=advertised, name=f"node-{links.index}-replica-{shard}-{index}", listen="127.0.0.1:0")
+
+    def _write_store_dial_map(self, links: NodeLinks) -> None:
+        mapping = {self.replicas[(s, i)]: proxy.listen for (s, i), proxy in
+                   ((_replica_of(link), proxy) for link, proxy in links.store.items())}
+        links.store_dial_map.parent.mkdir(parents=True, exist_ok=True)
+        write_dial_map(links.store_dial_map, mapping)
 
     def _create_pair(self, source: NodeLinks, target: NodeLinks) -> None:
         """The proxy node ``source`` dials node ``target`` through."""
@@ -163,7 +201,8 @@ class RuntimeLinks:
         write_json_atomic(session_dir / CHAOS_FILE_NAME, {
             "api": f"{self._server.host}:{self._server.port}",
             "nodes": [{"index": n.index, "address": n.advertised_address,
-                       "proxies": {kind: proxy.name for kind, proxy in n.proxies.items()}} for n in self.nodes],
+                       "proxies": {kind: proxy.name for kind, proxy in n.proxies.items()},
+                       "store": {link: proxy.name for link, proxy in n.store.items()}} for n in self.nodes],
             "pairs": {f"{i}-{j}": proxy.name for (i, j), proxy in self.pairs.items()}})
 
     def for_address(self, advertised_address: str) -> NodeLinks:
@@ -179,7 +218,13 @@ class RuntimeLinks:
     # ----------------------------------------------------------- faults
 
     def proxies(self, nodes: list[NodeLinks], kinds: tuple[str, ...] = LINK_KINDS) -> list[object]:
-        return [links.proxies[k] for links in nodes for k in kinds if k in links.proxies]
+        """The proxies of ``kinds`` of each node; ``cs`` (the control store)
+        is the coordinator link and every replica link."""
+        with self._lock:
+            chosen = [links.proxies[k] for links in nodes for k in kinds if k in links.proxies]
+            if "cs" in kinds:
+                chosen += [proxy for links in nodes for proxy in links.store.values()]
+        return chosen
 
     def add_toxic(self, proxies: list[object], name: str, type: str, stream: str, toxicity: float,
                   attributes: dict[str, int]) -> None:
@@ -203,6 +248,72 @@ class RuntimeLinks:
             for name in list(proxy.toxics()):
                 proxy.destroy_toxic(name)
             proxy.enable()
+
+
+def store_link(node_index: int, shard: int, index: int) -> str:
+    return f"node:{node_index}->replica:{shard}:{index}"
+
+
+def _replica_of(link: str) -> tuple[int, int]:
+    _, shard, index = link.rsplit(":", 2)
+    return int(shard), int(index)
+
+
+class StoreLaunchHook:
+    """The ``links=`` hook a chaos runtime cluster gives its
+    ``ControlStoreCluster``: each replica binds a port chosen here, kept
+    across restarts (so its advertised address, and the nodes' proxies to it,
+    stay valid), and every node gets its proxy to a replica before the
+    replica starts (``RuntimeLinks.replica_advertised``). With
+    ``store_links`` (``chaos_control_store=True``) the store's own links are
+    proxied too: this delegates to it, and the nodes' proxies lead to the
+    replica's ``clients->replica:S:I`` proxy."""
+
+    def __init__(self, runtime_links: RuntimeLinks, store_links=None):
+        self.runtime_links = runtime_links
+        self.store_links = store_links
+        self._ports: dict[tuple[int, int], int] = {}
+
+    def coordinator_argv(self, cluster) -> list[str]:
+        return self.store_links.coordinator_argv(cluster) if self.store_links is not None else []
+
+    def replica_launch(self, cluster, shard: int, index: int) -> dict:
+        if self.store_links is not None:
+            launch = self.store_links.replica_launch(cluster, shard, index)
+            advertised = self.store_links.replicas[(shard, index)].advertised
+        else:
+            port = self._ports.get((shard, index))
+            if port is None:
+                port = self._ports[(shard, index)] = _free_port_pair(cluster.host)
+            launch = {"port": port, "coordinator": cluster.address, "extra": []}
+            advertised = f"{cluster.host}:{port}"
+        self.runtime_links.replica_advertised(shard, index, advertised)
+        return launch
+
+    # The store's own links (``link:...`` targets), when they are proxied.
+
+    def _store(self):
+        if self.store_links is None:
+            raise ConfigurationError("the control store's own links (link:...) are not proxied in this cluster; "
+                                     "start it with Cluster(chaos_control_store=True)")
+        return self.store_links
+
+    def proxies(self, link: str) -> list[object]:
+        return self._store().proxies(link)
+
+    def link_names(self) -> list[str]:
+        return self.store_links.link_names() if self.store_links is not None else []
+
+    def all_proxies(self) -> list[object]:
+        return self.store_links.all_proxies() if self.store_links is not None else []
+
+    def heal_all(self) -> None:
+        if self.store_links is not None:
+            self.store_links.heal_all()
+
+    def stop(self) -> None:
+        if self.store_links is not None:
+            self.store_links.stop()
 
 
 def connect_driver(cluster, node=None, namespace: str | None = None):

@@ -18,11 +18,12 @@ Network targets (need ``Cluster(chaos=True)``, see ``runtime_links``):
 control store and scheduler, to and from each other node; a ``partition``
 isolates it), ``pair:<i>-<j>`` (only the links between nodes i and j, both
 directions), ``driver`` (the inbound link of the node the driver talks to),
-``control-store`` (every node's coordinator link), ``split`` / ``split:<i>,<j>``
-(two groups: the later half of the nodes, or the nodes listed, against the
-rest; the links between the groups are cut, and the group without the head
-node also loses its links to the control store, the scheduler and the
-driver: the head's services are on the head's side).
+``control-store`` (every node's control-store links: the coordinator and each
+replica), ``split`` / ``split:<i>,<j>`` (two groups: the later half of the
+nodes, or the nodes listed, against the rest; the links between the groups are
+cut, and the group without the head node also loses its links to the control
+store, the scheduler and the driver: the head's services are on the head's
+side).
 
 The pid lookups work from a session directory too (``SessionProcesses``),
 for ``lineagerun chaos nemesis`` against a cluster started elsewhere.

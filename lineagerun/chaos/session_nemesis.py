@@ -99,8 +99,10 @@ def _node_proxies(session_dir: str, node: str | None, kinds: tuple[str, ...]) ->
             raise ConfigurationError(f"node {node_id[:12]} ({ready['address']}) has no chaos proxies")
     proxies = []
     for entry in entries:
-        for kind in kinds:
-            name = entry["proxies"].get(kind)
+        names = [entry["proxies"].get(kind) for kind in kinds]
+        if "cs" in kinds:  # the control store: the coordinator link and each replica link
+            names += list(entry.get("store", {}).values())
+        for name in names:
             if name:
                 proxy = api.get_proxy(name)
                 if proxy is None:

@@ -52,6 +52,32 @@ def dial_address(address: str) -> str:
         return _loaded[1].get(address, address)
 
 
+class DialMapFile:
+    """One map file for one client (``ControlStoreClient(address_map=...)``):
+    the module functions above serve a whole process (a replica, the
+    coordinator), this serves a node manager's own control-store client
+    (``lineagerun.node.store_dial``). Read again when the file changed; an
+    address the map does not name is dialled as it is."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._loaded: tuple[tuple[int, int], dict[str, str]] = ((-1, -1), {})
+
+    def __call__(self, address: str) -> str:
+        with self._lock:
+            try:
+                stat = self.path.stat()
+            except FileNotFoundError:
+                return address
+            # The writer replaces the file (a new inode): two rewrites within
+            # one mtime tick still differ.
+            version = (stat.st_mtime_ns, stat.st_ino)
+            if version != self._loaded[0]:
+                self._loaded = (version, _read(self.path))
+            return self._loaded[1].get(address, address)
+
+
 def _read(path: Path) -> dict[str, str]:
     text = path.read_text()[:DIAL_MAP_BYTES_MAX]
     try:

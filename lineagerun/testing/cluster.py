@@ -128,10 +128,17 @@ class Cluster:
         from lineagerun.control.cluster import ControlStoreCluster
 
         store_links = None
-        if self.links is not None and self.chaos_control_store:
-            from lineagerun.chaos.control_store_links import ControlStoreLinks
+        if self.links is not None:
+            from lineagerun.chaos.runtime_links import StoreLaunchHook
 
-            store_links = ControlStoreLinks.sharing(self.links)
+            # Replicas keep their ports across restarts and every node gets
+            # its own proxy to each (node:<i>->replica:S:I), so isolating a
+            # node cuts its heartbeat records too.
+            store_links = StoreLaunchHook(self.links)
+            if self.chaos_control_store:
+                from lineagerun.chaos.control_store_links import ControlStoreLinks
+
+                store_links.store_links = ControlStoreLinks.sharing(self.links)
         self.control_store = ControlStoreCluster(self.session_dir / "control", shards=1,
                                                  replicas=self.control_store_replicas, token=self.token,
                                                  tls=self.tls, links=store_links)

@@ -90,10 +90,11 @@ def test_split_into_any_two_groups_names_the_links_between_them(three_nodes):
     (head_alone,) = targets.network_targets("split:0", 0)
     # The head's group keeps its services: the other side loses them.
     assert _names(head_alone) == {"pair-0-1", "pair-1-0", "pair-0-2", "pair-2-0",
-                                  "node-1-in", "node-1-cs", "node-1-gs", "node-2-in", "node-2-cs", "node-2-gs"}
+                                  "node-1-in", "node-1-cs", "node-1-gs", "node-2-in", "node-2-cs", "node-2-gs",
+                                  "node-1-replica-0-0", "node-2-replica-0-0"}
     (later_half,) = targets.network_targets("split", 0)
     assert _names(later_half) == {"pair-0-2", "pair-2-0", "pair-1-2", "pair-2-1",
-                                  "node-2-in", "node-2-cs", "node-2-gs"}
+                                  "node-2-in", "node-2-cs", "node-2-gs", "node-2-replica-0-0"}
     (listed,) = targets.network_targets("split:1,2", 0)
     assert _names(listed) == _names(head_alone)
     (pair,) = targets.network_targets("pair:0-2", 0)
@@ -111,37 +112,6 @@ def _refused(address: str) -> bool:
     except ConnectionRefusedError:
         return True
     return False
-
-
-@pytest.mark.timeout(240)
-def test_isolating_a_node_cuts_all_its_links_and_heal_restores_them(three_nodes):
-    cluster = three_nodes
-    head, a, b = cluster.list_all_nodes()
-    nemesis = ClusterNemesis(cluster)
-    on_head = make_array.options(scheduling_strategy=_on(head)).remote(3.0)
-    nemesis.partition(b)
-    try:
-        links = cluster.links
-        cut = {p.name for p in list(links.pairs.values()) + links.proxies(links.nodes) if not p.enabled}
-        assert cut == {"pair-0-2", "pair-2-0", "pair-1-2", "pair-2-1", "node-2-in", "node-2-cs", "node-2-gs"}
-        # Nothing reaches b (the driver, the scheduler, a, the head), and b
-        # reaches neither the head's services nor the other nodes ...
-        assert all(_refused(p.listen) for p in links.proxies(links.nodes) + list(links.pairs.values())
-                   if not p.enabled)
-        # ... while the head and a keep working together.
-        assert lineagerun.get(total.options(scheduling_strategy=_on(a)).remote(on_head), timeout=60) \
-            == 3.0 * ARRAY_ITEMS
-    finally:
-        nemesis.heal()
-    assert all(p.enabled and not p.toxics() for p in list(links.pairs.values()) + links.proxies(links.nodes))
-    # b works with the others again, unless the scheduler gave it up during
-    # the cut (its heartbeat record travels over node -> replica links).
-    alive = {n.node_id.hex() for n in launcher.scheduler_view(cluster.scheduler_address, cluster.token) if n.alive}
-    if b.node_id in alive:
-        assert lineagerun.get(total.options(scheduling_strategy=_on(b)).remote(on_head), timeout=90) \
-            == 3.0 * ARRAY_ITEMS
-    assert lineagerun.get(total.options(scheduling_strategy=_on(a)).remote(on_head), timeout=90) \
-        == 3.0 * ARRAY_ITEMS
 
 
 def test_cli_cuts_a_pair_and_isolates_a_node_by_session(three_nodes):
@@ -164,8 +134,43 @@ def test_cli_cuts_a_pair_and_isolates_a_node_by_session(three_nodes):
         result = CliRunner().invoke(cli, ["nemesis", "partition", "--session", session, "--node", a.node_id[:12]])
         assert result.exit_code == 0, result.output
         assert {n for n, p in links.api.proxies().items() if not p.enabled} == {
-            "pair-1-2", "pair-2-1", "pair-0-1", "pair-1-0", "node-1-in", "node-1-cs", "node-1-gs"}
+            "pair-1-2", "pair-2-1", "pair-0-1", "pair-1-0", "node-1-in", "node-1-cs", "node-1-gs",
+            "node-1-replica-0-0"}
     finally:
         result = CliRunner().invoke(cli, ["nemesis", "heal", "--session", session])
     assert result.exit_code == 0 and "healed" in result.output, result.output
     assert all(p.enabled for p in links.api.proxies().values())
+
+
+@pytest.mark.timeout(240)
+def test_isolating_a_node_cuts_all_its_links_and_heal_restores_them(three_nodes):
+    cluster = three_nodes
+    head, a, b = cluster.list_all_nodes()
+    nemesis = ClusterNemesis(cluster)
+    on_head = make_array.options(scheduling_strategy=_on(head)).remote(3.0)
+    nemesis.partition(b)
+    try:
+        links = cluster.links
+        cut = {p.name for p in list(links.pairs.values()) + links.proxies(links.nodes) if not p.enabled}
+        assert cut == {"pair-0-2", "pair-2-0", "pair-1-2", "pair-2-1", "node-2-in", "node-2-cs", "node-2-gs",
+                       "node-2-replica-0-0"}
+        # Nothing reaches b (the driver, the scheduler, a, the head), and b
+        # reaches neither the head's services nor the other nodes ...
+        assert all(_refused(p.listen) for p in links.proxies(links.nodes) + list(links.pairs.values())
+                   if not p.enabled)
+        # ... while the head and a keep working together.
+        assert lineagerun.get(total.options(scheduling_strategy=_on(a)).remote(on_head), timeout=60) \
+            == 3.0 * ARRAY_ITEMS
+    finally:
+        nemesis.heal()
+    assert all(p.enabled and not p.toxics() for p in list(links.pairs.values()) + links.proxies(links.nodes))
+    # b works with the others again, unless the scheduler gave it up during
+    # the cut (its replica links are cut too: a cut longer than the node
+    # timeout gets it declared dead, and it stops once healed; hence this
+    # test runs last; tests/chaos/test_isolation_death.py checks that path).
+    alive = {n.node_id.hex() for n in launcher.scheduler_view(cluster.scheduler_address, cluster.token) if n.alive}
+    if b.node_id in alive:
+        assert lineagerun.get(total.options(scheduling_strategy=_on(b)).remote(on_head), timeout=90) \
+            == 3.0 * ARRAY_ITEMS
+    assert lineagerun.get(total.options(scheduling_strategy=_on(a)).remote(on_head), timeout=90) \
+        == 3.0 * ARRAY_ITEMS
