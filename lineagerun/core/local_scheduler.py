@@ -45,6 +45,23 @@ node does not deadlock; on ``WorkerUnblocked`` it is owed them, and gets them
 back before any new task is dispatched (it runs oversubscribed meanwhile;
 ``available`` itself never goes negative).
 
+The second slot (``second_slot=True``; the node manager's setting): a
+worker running a task may be sent the next READY task of
+the same resource shape (when no worker is starting), which it queues and
+starts as soon as the current one finishes; the resources pass from one to
+the next, so the worker's idle gap (finish report, scheduling, dispatch) is
+hidden. A queued task is DISPATCHED but holds nothing. Before its running
+task blocks in ``get``/``wait`` the worker hands the queued task back
+(``TaskHandedBack``): it goes to the front of its queue, and that worker gets
+no second task until its current one ends, so a parent never waits for a
+child queued behind it. A queued task whose worker dies goes back to the
+front of the queue with the same attempt number (it never started, so it
+uses no retry); cancelling it drops it from the worker (never by a kill,
+which would take the running task too). Tasks submitted with
+``queueable=False`` (the node manager: actor creations, and tasks with
+object arguments) are never queued behind another, nor is anything queued
+behind them.
+
 Events for unknown or superseded tasks and workers (a late message from an
 earlier attempt) are ignored: they are expected after retries and failures.
 """
@@ -54,7 +71,6 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lineagerun.core.ids import NodeID, ObjectID, TaskID, WorkerID
@@ -66,6 +82,30 @@ from lineagerun.core.scheduling_strategies import (
     normalize_strategy,
 )
 from lineagerun.exceptions import InvalidArgumentError
+from lineagerun.core.local_scheduler_events import (  # noqa: F401  (re-exported: ls.TaskSubmitted ...)
+    TaskSubmitted,
+    ObjectsAvailable,
+    WorkerRegistered,
+    WorkerStartFailed,
+    TaskStarted,
+    TaskFinished,
+    WorkerDied,
+    WorkerBlocked,
+    WorkerUnblocked,
+    TaskHandedBack,
+    CancelTask,
+    ClusterViewUpdated,
+    FetchArgs,
+    StartWorker,
+    DispatchTask,
+    SpillTask,
+    FailTask,
+    RetryTask,
+    CancelOnWorker,
+    TaskCancelled,
+    Event,
+    Effect,
+)
 
 # Tasks queued here (waiting for arguments or resources) beyond which new
 # tasks are spilled: a long local queue means another node may start sooner.
@@ -105,147 +145,6 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
-# -------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class TaskSubmitted:
-    task_id: TaskID
-    demand: ResourceSet
-    missing_args: frozenset[ObjectID] = frozenset()
-    strategy: SchedulingStrategy = None
-    max_retries: int = 3
-    attempt_number: int = 0
-    allow_spill: bool = True  # False when the global scheduler placed it here
-
-
-@dataclass(frozen=True)
-class ObjectsAvailable:
-    object_ids: frozenset[ObjectID]
-
-
-@dataclass(frozen=True)
-class WorkerRegistered:
-    """A worker process (started on our request, or otherwise) is ready."""
-
-    worker_id: WorkerID
-
-
-@dataclass(frozen=True)
-class WorkerStartFailed:
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class TaskStarted:
-    task_id: TaskID
-    worker_id: WorkerID
-    attempt_number: int
-
-
-@dataclass(frozen=True)
-class TaskFinished:
-    """The worker is done with the task (returned or raised) and idle again."""
-
-    task_id: TaskID
-    worker_id: WorkerID
-    attempt_number: int
-
-
-@dataclass(frozen=True)
-class WorkerDied:
-    worker_id: WorkerID
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class WorkerBlocked:
-    """The worker's task waits in ``get``/``wait``: lend its CPUs to others."""
-
-    worker_id: WorkerID
-
-
-@dataclass(frozen=True)
-class WorkerUnblocked:
-    worker_id: WorkerID
-
-
-@dataclass(frozen=True)
-class CancelTask:
-    task_id: TaskID
-    force: bool = False
-
-
-@dataclass(frozen=True)
-class ClusterViewUpdated:
-    """Total resources of every alive node of the cluster (full replacement)."""
-
-    node_totals: Mapping[NodeID, ResourceSet]
-
-
-Event = (TaskSubmitted | ObjectsAvailable | WorkerRegistered | WorkerStartFailed | TaskStarted
-         | TaskFinished | WorkerDied | WorkerBlocked | WorkerUnblocked | CancelTask | ClusterViewUpdated)
-
-
-# ------------------------------------------------------------------- effects
-
-
-@dataclass(frozen=True)
-class FetchArgs:
-    task_id: TaskID
-    object_ids: frozenset[ObjectID]
-
-
-@dataclass(frozen=True)
-class StartWorker:
-    pass
-
-
-@dataclass(frozen=True)
-class DispatchTask:
-    task_id: TaskID
-    worker_id: WorkerID
-    attempt_number: int
-
-
-@dataclass(frozen=True)
-class SpillTask:
-    task_id: TaskID
-    reason: str
-
-
-@dataclass(frozen=True)
-class FailTask:
-    task_id: TaskID
-    kind: str  # FAIL_INFEASIBLE or FAIL_WORKER_DIED
-    reason: str
-    attempt_number: int
-
-
-@dataclass(frozen=True)
-class RetryTask:
-    """Record a new attempt (reason RETRY) of a task whose worker died."""
-
-    task_id: TaskID
-    attempt_number: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class CancelOnWorker:
-    task_id: TaskID
-    worker_id: WorkerID
-    force: bool
-
-
-@dataclass(frozen=True)
-class TaskCancelled:
-    task_id: TaskID
-
-
-Effect = FetchArgs | StartWorker | DispatchTask | SpillTask | FailTask | RetryTask | CancelOnWorker | TaskCancelled
-
-
 # --------------------------------------------------------------------- state
 
 
@@ -261,6 +160,7 @@ class TaskEntry:
     worker_id: WorkerID | None = None
     generation: int = 0  # tells lifecycles of one resubmitted task id apart
     ready_seq: int = 0  # arrival number of its latest move to READY (older queue entries are stale)
+    queueable: bool = True
 
 
 @dataclass
@@ -273,12 +173,18 @@ class WorkerEntry:
     blocked: bool = False
     lent: ResourceSet = field(default_factory=ResourceSet)  # CPUs given back while blocked
     owed: ResourceSet = field(default_factory=ResourceSet)  # CPUs to take back after unblocking
+    # The second slot: a task sent to run after the current one (holds nothing).
+    next_task_id: TaskID | None = None
+    next_attempt_number: int = 0
+    next_generation: int = 0
+    no_next: bool = False  # handed one back or blocked: no second task until the current one ends
 
 
 class LocalScheduler:
     def __init__(self, node_id: NodeID, total: ResourceSet, *, worker_pool_size_max: int,
                  queue_length_spill_threshold: int = QUEUE_LENGTH_SPILL_THRESHOLD_DEFAULT,
-                 terminal_tasks_retained_max: int = TERMINAL_TASKS_RETAINED_MAX_DEFAULT):
+                 terminal_tasks_retained_max: int = TERMINAL_TASKS_RETAINED_MAX_DEFAULT,
+                 second_slot: bool = False):
         if not isinstance(node_id, NodeID):
             raise InvalidArgumentError(f"node_id must be a NodeID, got {type(node_id).__name__}")
         for name, value, minimum in (("worker_pool_size_max", worker_pool_size_max, 1),
@@ -291,6 +197,7 @@ class LocalScheduler:
         self.worker_pool_size_max = worker_pool_size_max
         self.queue_length_spill_threshold = queue_length_spill_threshold
         self.terminal_tasks_retained_max = terminal_tasks_retained_max
+        self.second_slot = second_slot
         self.tasks: dict[TaskID, TaskEntry] = {}
         self.workers: dict[WorkerID, WorkerEntry] = {}
         self.workers_starting = 0
@@ -302,6 +209,7 @@ class LocalScheduler:
         # tasks dispatched), not O(tasks queued).
         self._ready: dict[ResourceSet, deque[tuple[int, TaskID]]] = {}
         self._arrivals = 0
+        self._front_arrivals = 0  # decreasing: tasks handed back go before every arrival
         self._waiting_for: dict[ObjectID, set[TaskID]] = {}
         self._terminal_order: deque[tuple[TaskID, int]] = deque()
         self._generation = 0
@@ -336,8 +244,11 @@ class LocalScheduler:
             held = held + worker.held
             if worker.task_id is None:
                 assert worker.held.is_empty() and worker.lent.is_empty() and worker.owed.is_empty(), worker
-                assert not worker.blocked, worker
+                assert not worker.blocked and worker.next_task_id is None and not worker.no_next, worker
                 continue
+            queued = self.tasks.get(worker.next_task_id) if worker.next_task_id is not None else None
+            if queued is not None and queued.generation == worker.next_generation:
+                assert queued.state is S.DISPATCHED and queued.worker_id == worker.worker_id, (worker, queued)
             assert worker.blocked or worker.lent.is_empty(), worker
             task = self.tasks.get(worker.task_id)
             if task is not None and task.generation == worker.generation:
@@ -348,8 +259,10 @@ class LocalScheduler:
         for task in self.tasks.values():
             if task.state in ON_WORKER_STATES:
                 worker = self.workers.get(task.worker_id)
-                assert worker is not None and worker.task_id == task.task_id, task
-                assert worker.generation == task.generation, (worker, task)
+                assert worker is not None, task
+                running = worker.task_id == task.task_id and worker.generation == task.generation
+                queued = worker.next_task_id == task.task_id and worker.next_generation == task.generation
+                assert running or queued, (worker, task)
             if task.state in QUEUED_STATES:
                 assert task.worker_id is None, task
             if task.max_retries >= 0:
@@ -360,12 +273,16 @@ class LocalScheduler:
 
     # --------------------------------------------------------------- helpers
 
-    def _move(self, task: TaskEntry, new: TaskState) -> None:
+    def _move(self, task: TaskEntry, new: TaskState, front: bool = False) -> None:
         if new not in TRANSITIONS[task.state]:
             raise AssertionError(f"task {task.task_id!r}: illegal transition {task.state.name} -> {new.name}")
         self._queued += (new in QUEUED_STATES) - (task.state in QUEUED_STATES)
         task.state = new
-        if new is S.READY:
+        if new is S.READY and front:
+            self._front_arrivals -= 1
+            task.ready_seq = self._front_arrivals
+            self._ready.setdefault(task.demand, deque()).appendleft((self._front_arrivals, task.task_id))
+        elif new is S.READY:
             self._arrivals += 1
             task.ready_seq = self._arrivals
             self._ready.setdefault(task.demand, deque()).append((self._arrivals, task.task_id))
@@ -394,10 +311,36 @@ class LocalScheduler:
             task = None  # the id was resubmitted since; that lifecycle is not ours
         self.resources.release(worker.held)
         worker.held = worker.lent = worker.owed = ResourceSet()
-        worker.task_id, worker.blocked = None, False
+        worker.task_id, worker.blocked, worker.no_next = None, False, False
         if task is not None:
             task.worker_id = None
         return task
+
+    def _take_next(self, worker: WorkerEntry) -> TaskEntry | None:
+        """Empty the worker's second slot; returns the task queued there, if still known."""
+        task = self.tasks.get(worker.next_task_id) if worker.next_task_id is not None else None
+        if task is not None and (task.generation != worker.next_generation or task.state is not S.DISPATCHED):
+            task = None
+        worker.next_task_id = None
+        if task is not None:
+            task.worker_id = None
+        return task
+
+    def _promote_next(self, worker: WorkerEntry) -> None:
+        """The worker starts its queued task by itself once the current one
+        ended: it takes over the resources (what does not fit now is owed,
+        as for an unblocked worker: it runs oversubscribed until repaid)."""
+        attempt_number, generation = worker.next_attempt_number, worker.next_generation
+        task = self._take_next(worker)
+        if task is None:
+            return
+        available = self.resources.available
+        held = ResourceSet.from_units({name: min(units, available.units(name))
+                                       for name, units in task.demand.units_dict().items()})
+        self.resources.allocate(held)
+        worker.task_id, worker.held, worker.owed = task.task_id, held, task.demand - held
+        worker.attempt_number, worker.generation = attempt_number, generation
+        task.worker_id = worker.worker_id
 
     def _cluster_can_ever_fit(self, demand: ResourceSet) -> bool:
         if self.cluster_totals is None:
@@ -418,7 +361,7 @@ class LocalScheduler:
         self._generation += 1
         task = TaskEntry(event.task_id, event.demand, event.max_retries, event.attempt_number,
                          S.WAITING_FOR_ARGS, first_attempt_number=event.attempt_number,
-                         generation=self._generation)
+                         generation=self._generation, queueable=event.queueable)
         self.tasks[event.task_id] = task
         self._queued += 1
         decision = self._placement_decision(task, strategy, event.allow_spill)
@@ -496,19 +439,51 @@ class LocalScheduler:
             self._move(task, S.RUNNING)
         return []
 
+    def _queued_on(self, task_id: TaskID, worker_id: WorkerID, attempt_number: int) -> WorkerEntry | None:
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.next_task_id != task_id or worker.next_attempt_number != attempt_number:
+            return None
+        return worker
+
     def _on_task_finished(self, event: TaskFinished) -> list[Effect]:
         worker = self._worker_on(event.task_id, event.worker_id, event.attempt_number)
-        if worker is None:
+        if worker is not None:
+            task = self._release_worker(worker)
+            if task is not None and task.state in ON_WORKER_STATES:
+                self._move(task, S.FINISHED)
+            self._promote_next(worker)
             return []
-        task = self._release_worker(worker)
+        worker = self._queued_on(event.task_id, event.worker_id, event.attempt_number)
+        if worker is not None:  # the node could not send the queued task after all
+            task = self._take_next(worker)
+            if task is not None:
+                self._move(task, S.FINISHED)
+        return []
+
+    def _on_handed_back(self, event: TaskHandedBack) -> list[Effect]:
+        worker = self._queued_on(event.task_id, event.worker_id, event.attempt_number)
+        if worker is not None:
+            task = self._take_next(worker)
+            worker.no_next = True
+        else:
+            # Sent as the worker's only task while it was still unwinding one
+            # the node took as ended (a cancelled task): it never started.
+            worker = self._worker_on(event.task_id, event.worker_id, event.attempt_number)
+            if worker is None:
+                return []
+            task = self._release_worker(worker)
+            self._promote_next(worker)
         if task is not None and task.state in ON_WORKER_STATES:
-            self._move(task, S.FINISHED)
+            self._move(task, S.READY, front=True)
         return []
 
     def _on_worker_died(self, event: WorkerDied) -> list[Effect]:
         worker = self.workers.pop(event.worker_id, None)
         if worker is None or worker.task_id is None:
             return []
+        queued = self._take_next(worker)
+        if queued is not None:  # it never started: same attempt, no retry used
+            self._move(queued, S.READY, front=True)
         task = self._release_worker(worker)
         if task is None or task.state not in ON_WORKER_STATES:
             return []  # cancelled (or forgotten): nothing to retry
@@ -526,6 +501,12 @@ class LocalScheduler:
         if task is None or task.state in TERMINAL_STATES:
             return []
         worker_id = task.worker_id
+        worker = self.workers.get(worker_id) if worker_id is not None else None
+        if worker is not None and worker.next_task_id == task.task_id and worker.next_generation == task.generation:
+            # Queued behind another task: the worker drops it (a kill would take the running one too).
+            self._take_next(worker)
+            self._move(task, S.CANCELLED)
+            return [CancelOnWorker(task.task_id, worker.worker_id, False), TaskCancelled(task.task_id)]
         self._move(task, S.CANCELLED)
         if worker_id is not None:
             return [CancelOnWorker(task.task_id, worker_id, event.force), TaskCancelled(task.task_id)]
@@ -541,6 +522,7 @@ class LocalScheduler:
             return []
         # As Ray: only CPUs are lent (a GPU or custom resource stays bound to
         # the process), so a parent waiting on its children cannot starve them.
+        worker.no_next = True
         cpus = ResourceSet.from_units({CPU: worker.held.units(CPU)})
         self.resources.release(cpus)
         worker.held = worker.held - cpus
@@ -564,6 +546,7 @@ class LocalScheduler:
         WorkerDied: _on_worker_died,
         WorkerBlocked: _on_worker_blocked,
         WorkerUnblocked: _on_worker_unblocked,
+        TaskHandedBack: _on_handed_back,
         CancelTask: _on_cancel,
         ClusterViewUpdated: _on_cluster_view,
     }
@@ -583,6 +566,41 @@ class LocalScheduler:
         return owed_total
 
     def _schedule(self) -> list[Effect]:
+        effects = self._dispatch_ready()
+        if self.second_slot and self._ready and self.workers_starting == 0:
+            effects.extend(self._fill_second_slots())
+        return effects
+
+    def _fill_second_slots(self) -> list[Effect]:
+        """Queue the next READY task of its shape on each busy worker that
+        can take one. Only when no worker is starting: one that is would
+        run the task sooner than a worker still busy."""
+        effects: list[Effect] = []
+        for worker_id in sorted(self.workers):
+            worker = self.workers[worker_id]
+            if worker.task_id is None or worker.next_task_id is not None or worker.no_next \
+                    or not worker.owed.is_empty():
+                continue
+            running = self.tasks.get(worker.task_id)
+            if running is None or running.generation != worker.generation or not running.queueable \
+                    or running.state not in ON_WORKER_STATES or running.demand not in self._ready:
+                continue
+            index = self._next_ready(running.demand, 0)
+            if index is None:
+                continue
+            queue = self._ready[running.demand]
+            task = self.tasks[queue[index][1]]
+            if not task.queueable:
+                continue  # keeps its place; it waits for a worker of its own
+            queue.popleft()
+            worker.next_task_id, worker.next_attempt_number = task.task_id, task.attempt_number
+            worker.next_generation = task.generation
+            task.worker_id = worker.worker_id
+            self._move(task, S.DISPATCHED)
+            effects.append(DispatchTask(task.task_id, worker.worker_id, task.attempt_number))
+        return effects
+
+    def _dispatch_ready(self) -> list[Effect]:
         owed = self._repay_unblocked()
         room = self.worker_pool_size_max - len(self.workers) - self.workers_starting
         if not self._ready or (room <= 0 and not any(w.task_id is None for w in self.workers.values())):

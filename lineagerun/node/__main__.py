@@ -24,6 +24,7 @@ from lineagerun.node.lineage_writer import LineageWriter
 from lineagerun.node.object_table import NodeObjectStore
 from lineagerun.node.server import NodeManager
 from lineagerun.node.session import NodeManagerServicer
+from lineagerun.node.store_dial import store_dial
 from lineagerun.node.worker_pool import DEFAULT_WORKER_MODULE, WorkerPool
 from lineagerun.objects import cleanup_stale_sessions, new_session_id
 from lineagerun.objects.shm import SHM_DIR
@@ -49,10 +50,6 @@ WORKERS_EXTRA_MAX = 4
 # gRPC's threads; at Python's default 5 ms a woken loop could wait that long
 # for the GIL, which showed as 8-10 ms task round trips (3.5 ms at 0.2 ms).
 GIL_SWITCH_INTERVAL_S = 0.0005
-# READY tasks per resource shape handed to the local scheduler (admission.py);
-# the scheduler's own per-shape queues make a larger window cheap too.
-SCHEDULER_WINDOW_PER_CPU = 2
-SCHEDULER_WINDOW_MIN = 8
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -159,6 +156,8 @@ async def serve(args: argparse.Namespace) -> None:
     store = NodeObjectStore(new_session_id(), args.object_store_memory or default_store_bytes(),
                             on_evicted=lambda oid: _evicted(manager, oid))
     client = ControlStoreClient(args.control_store, token)
+    # Chaos clusters: this node's own proxies to the replicas (node/store_dial.py).
+    client.address_map = store_dial()
     writer = LineageWriter(client)
     sock = socket_path(node_dir, node_id)
     if os.path.exists(sock):
@@ -170,7 +169,6 @@ async def serve(args: argparse.Namespace) -> None:
     manager = NodeManager(node_id=node_id, total=total, store=store, writer=writer, pool=pool,
                           session_dir=session_dir, control_store_address=args.control_store,
                           prestart_workers=prestart,
-                          scheduler_window=max(SCHEDULER_WINDOW_MIN, SCHEDULER_WINDOW_PER_CPU * cpus),
                           worker_pool_size_max=max(prestart, cpus * WORKERS_PER_CPU_MAX + WORKERS_EXTRA_MAX))
     server = make_aio_server(token)
     node_pb2_grpc.add_NodeManagerServicer_to_server(NodeManagerServicer(manager), server)

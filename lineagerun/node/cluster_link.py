@@ -284,7 +284,7 @@ class ClusterLink:
         # Actors are placed like tasks (actor_routing.py routes their calls).
         facts = TaskFacts(specs.demand(run.spec), specs.strategy_of(run.spec), False, local_bytes, remote_bytes)
         decision = decide(facts, node_id_hex=self.node_id.hex(), total=self.manager.scheduler.resources.total,
-                          queue_length=len(self.manager.admission.shape_of))
+                          queue_length=self.manager.scheduler.queue_length())
         if decision.action == KEEP:
             self.manager._schedule_local(run)
         elif decision.action == FAIL:
@@ -303,7 +303,6 @@ class ClusterLink:
 
     def _drop(self, run) -> None:
         self.manager.tasks.pop(run.task_id, None)
-        self.manager.admission.remove(run.task_id)
 
     def _fail_infeasible(self, run, reason: str) -> None:
         self._drop(run)
@@ -656,12 +655,9 @@ class ClusterLink:
         self._evicted_hints.clear()
         reset, self._reported_once = not self._reported_once, True
         resources = self.manager.scheduler.resources
-        queue_length = max(0, len(self.manager.admission.shape_of) - self._running()) + len(self._parked)
+        queue_length = self.manager.scheduler.queue_length() + len(self._parked)
         return NodeLoad(NodeID(self.node_id), self.incarnation, self.manager.address, resources.total,
                         resources.available, queue_length, self._mean_task_ms, sealed, evicted, reset)
-
-    def _running(self) -> int:
-        return sum(1 for w in self.manager.scheduler.workers.values() if w.task_id is not None)
 
     def cluster_info(self, session, request_id: int) -> None:
         self._spawn(self._cluster_info(session, request_id))

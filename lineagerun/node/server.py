@@ -23,7 +23,6 @@ from lineagerun.core.object_store import INLINE_THRESHOLD_BYTES
 from lineagerun.core.resources import RESOURCE_UNIT_SCALING, ResourceSet
 from lineagerun.node import driver_exit, specs
 from lineagerun.node.actor_handlers import ActorHandlers
-from lineagerun.node.admission import AdmissionQueue
 from lineagerun.node.actors import ActorEntry, ActorPhase, ActorTable, call_record, now_ms
 from lineagerun.node.lineage_writer import LineageWriter
 from lineagerun.node.object_table import GET_PIN_GRACE_S, NodeObjectStore, ObjectTable
@@ -69,7 +68,7 @@ class TaskRun:
 class NodeManager(ActorHandlers):
     def __init__(self, *, node_id: NodeID, total: ResourceSet, store: NodeObjectStore, writer: LineageWriter,
                  pool: WorkerPool, session_dir: str, control_store_address: str, prestart_workers: int,
-                 worker_pool_size_max: int, scheduler_window: int = 16):
+                 worker_pool_size_max: int):
         self.node_id = node_id
         self.store = store
         self.writer = writer
@@ -77,12 +76,14 @@ class NodeManager(ActorHandlers):
         self.session_dir = session_dir
         self.control_store_address = control_store_address
         self.prestart_workers = prestart_workers
+        # second_slot: a busy worker is sent its next task to hide the idle gap
+        # (local_scheduler.py). Only tasks without object arguments wait there
+        # (queueable): an argument would stay pinned while the task ahead runs,
+        # and one lost meanwhile could not be rebuilt before the dispatch.
         self.scheduler = NodeScheduler(node_id, total, worker_pool_size_max=worker_pool_size_max,
-                                       queue_length_spill_threshold=10**9)
+                                       queue_length_spill_threshold=10**9, second_slot=True)
         # Single node: the cluster is this node, so infeasible means infeasible.
         self.scheduler.handle(ls.ClusterViewUpdated({node_id: total}))
-        self.admission = AdmissionQueue(scheduler_window)
-        self._admitting = False
         self.objects = ObjectTable(store, self._object_available)
         self.actors = ActorTable()
         self.tasks: dict[bytes, TaskRun] = {}
@@ -276,33 +277,20 @@ class NodeManager(ActorHandlers):
             self.reconstruction.check_wanted(run.arg_ids)  # lost ones are rebuilt, then it runs
             self.objects.pin(run.arg_ids, run.holder())  # kept until it ends, as the driver's refs may go
         missing = {oid for oid in run.arg_ids if not self.objects.is_ready(oid)}
-        self.admission.add(run.task_id, specs.demand(run.spec), missing)
         if missing and self.cluster is not None:
             self.cluster.want_args(missing)
-        self._admit()
+        self._submit_to_scheduler(run, missing)
 
-    def _admit(self) -> None:
-        """Hand the scheduler the tasks the admission queue lets through."""
-        if self._admitting:
-            return  # _apply calls back here; the outer loop picks up what it frees
-        self._admitting = True
-        try:
-            while True:
-                taken = self.admission.take_admissible()
-                if not taken:
-                    return
-                for task_id in taken:
-                    run = self.tasks.get(task_id)
-                    if run is None:
-                        self.admission.remove(task_id)
-                        continue
-                    spec = run.spec
-                    max_retries = 0 if spec.is_actor_creation else spec.options.max_retries
-                    event = ls.TaskSubmitted(TaskID(task_id), specs.demand(spec), frozenset(),
-                                             specs.strategy_of(spec), max_retries, run.attempt, allow_spill=False)
-                    self._apply(self.scheduler.handle(event))
-        finally:
-            self._admitting = False
+    def _submit_to_scheduler(self, run: TaskRun, missing: set[bytes]) -> None:
+        """The scheduler holds it until its missing arguments are announced
+        (``ObjectsAvailable`` from _flush_available), then runs it."""
+        spec = run.spec
+        max_retries = 0 if spec.is_actor_creation else spec.options.max_retries
+        event = ls.TaskSubmitted(TaskID(run.task_id), specs.demand(spec),
+                                 frozenset(ObjectID(oid) for oid in missing), specs.strategy_of(spec), max_retries,
+                                 run.attempt, allow_spill=False,
+                                 queueable=not (spec.is_actor_creation or run.arg_ids))
+        self._apply(self.scheduler.handle(event))
 
     # ============================================================== effects
 
@@ -310,10 +298,6 @@ class NodeManager(ActorHandlers):
         for effect in effects:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("effect %s", effect)
-            if isinstance(effect, (ls.DispatchTask, ls.FailTask, ls.TaskCancelled, ls.SpillTask)):
-                self.admission.left_queue(effect.task_id.binary())
-            elif isinstance(effect, ls.RetryTask):
-                self.admission.requeued(effect.task_id.binary())
             if isinstance(effect, ls.DispatchTask):
                 self._dispatch(effect)
             elif isinstance(effect, ls.StartWorker):
@@ -328,14 +312,11 @@ class NodeManager(ActorHandlers):
                 self._task_cancelled(effect.task_id.binary())
             elif isinstance(effect, ls.SpillTask):
                 run = self.tasks.pop(effect.task_id.binary(), None)
-                self.admission.remove(effect.task_id.binary())
                 if run is not None:
                     self.objects.release_holder(run.holder())
                     self._fail_returns(run.returns, "InfeasibleTaskError",
                                        f"task cannot run on this node and there is no other node: {effect.reason}")
-            # FetchArgs: none; tasks reach the scheduler once their arguments are local.
-        if effects:
-            self._admit()
+            # FetchArgs: none; _schedule_local asked the cluster for them (want_args).
 
     def _dispatch(self, effect: ls.DispatchTask) -> None:
         run = self.tasks.get(effect.task_id.binary())
@@ -345,13 +326,14 @@ class NodeManager(ActorHandlers):
                                                               effect.attempt_number)))
             return
         run.worker_id, run.attempt = effect.worker_id, effect.attempt_number
-        if run.arg_ids and self._argument_lost_meanwhile(run):
+        lost = self._argument_lost_meanwhile(run) if run.arg_ids else set()
+        if lost:
             self._apply(self.scheduler.handle(ls.TaskFinished(effect.task_id, effect.worker_id,
                                                               effect.attempt_number)))
+            self._submit_to_scheduler(run, lost)  # a new lifecycle, waiting for the rebuilt copies
             return
         if not self._send_execute(run, session):
             self.tasks.pop(run.task_id, None)
-            self.admission.remove(run.task_id)
             self.objects.release_holder(run.holder())
             self._apply(self.scheduler.handle(ls.TaskFinished(effect.task_id, effect.worker_id,
                                                               effect.attempt_number)))
@@ -360,22 +342,21 @@ class NodeManager(ActorHandlers):
             actor = self.actors.get(run.spec.actor_id)
             self.actors.bind_worker(actor, effect.worker_id)
 
-    def _argument_lost_meanwhile(self, run: TaskRun) -> bool:
+    def _argument_lost_meanwhile(self, run: TaskRun) -> set[bytes]:
         """An argument that arrived after the task was queued (so not pinned
         for it) was evicted or its file removed before the dispatch: the
-        task waits again until it is rebuilt (reconstruction_driver.py)."""
+        task waits again until it is rebuilt (reconstruction_driver.py).
+        Returns the lost ones (empty: none)."""
         self.reconstruction.check_wanted(run.arg_ids)
         lost = {oid for oid in run.arg_ids if not self.objects.is_ready(oid)}
         if not lost:
-            return False
+            return lost
         log.info("task %s waits again: %d argument(s) lost before its dispatch", run.task_id.hex()[:16],
                  len(lost))
         run.worker_id = None
-        self.admission.remove(run.task_id)
-        self.admission.add(run.task_id, specs.demand(run.spec), lost)
         if self.cluster is not None:
             self.cluster.want_args(lost)
-        return True
+        return lost
 
     def _send_execute(self, run: TaskRun, session: Session) -> bool:
         """Send the task to the worker; False (returns errored) if an argument failed."""
@@ -409,7 +390,6 @@ class NodeManager(ActorHandlers):
 
     def _task_failed(self, effect: ls.FailTask) -> None:
         run = self.tasks.pop(effect.task_id.binary(), None)
-        self.admission.remove(effect.task_id.binary())
         if run is None:
             return
         name = specs.function_name(run.spec, self.functions)
@@ -454,7 +434,6 @@ class NodeManager(ActorHandlers):
             self.cluster.task_finished(message.duration_ms)
         if run is not None and run.worker_id == worker_id and run.attempt == message.attempt_number:
             del self.tasks[message.task_id]
-            self.admission.remove(message.task_id)
             self._record_results(run, message)
             self.objects.release_holder(run.holder())
             if run.spec.is_actor_task:
@@ -471,6 +450,14 @@ class NodeManager(ActorHandlers):
         if worker_id is not None and worker_id not in self.actors.by_worker:
             self._apply(self.scheduler.handle(ls.TaskFinished(TaskID(message.task_id), worker_id,
                                                               message.attempt_number)))
+
+    def _on_task_handed_back(self, session: Session, message: node_pb2.TaskHandedBack) -> None:
+        """The worker gives back a task it had not started (its running task
+        is about to block): the scheduler queues it again, first."""
+        if session.worker_id is None or session.worker_id not in self.scheduler.workers:
+            return
+        self._apply(self.scheduler.handle(ls.TaskHandedBack(TaskID(message.task_id), session.worker_id,
+                                                            message.attempt_number)))
 
     def _record_results(self, run: TaskRun, message: node_pb2.TaskFinished) -> None:
         for result in message.returns:
@@ -525,8 +512,7 @@ class NodeManager(ActorHandlers):
 
     def _flush_available(self) -> None:
         pending, self._available_pending = self._available_pending, []
-        self.admission.objects_available(pending)
-        self._admit()
+        self._apply(self.scheduler.handle(ls.ObjectsAvailable(frozenset(ObjectID(oid) for oid in pending))))
         if self.cluster is not None:
             self.cluster.objects_ready(pending)
         for oid in pending:
@@ -693,9 +679,8 @@ class NodeManager(ActorHandlers):
                 self._cancel_on_worker(run.task_id, actor.worker_id, False)
                 self._task_cancelled(run.task_id)
             return
-        if not run.scheduled or self.admission.holds_unhanded(run.task_id):
+        if not run.scheduled:
             run.cancelled = True
-            self.admission.remove(run.task_id)
             self._task_cancelled(run.task_id)
             return
         self._apply(self.scheduler.handle(ls.CancelTask(TaskID(run.task_id), force)))
@@ -709,7 +694,6 @@ class NodeManager(ActorHandlers):
 
     def _task_cancelled(self, task_id: bytes) -> None:
         run = self.tasks.pop(task_id, None)
-        self.admission.remove(task_id)
         if run is None:
             return
         if run.spec.is_actor_task:

@@ -140,6 +140,14 @@ class TaskFinished(_message.Message):
     duration_ms: int
     def __init__(self, task_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., returns: _Optional[_Iterable[_Union[ObjectResult, _Mapping]]] = ..., application_error: _Optional[bool] = ..., error_kind: _Optional[str] = ..., duration_ms: _Optional[int] = ...) -> None: ...
 
+class TaskHandedBack(_message.Message):
+    __slots__ = ("task_id", "attempt_number")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    task_id: bytes
+    attempt_number: int
+    def __init__(self, task_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ...) -> None: ...
+
 class CancelTask(_message.Message):
     __slots__ = ("task_id", "force", "recursive")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -181,7 +189,7 @@ class ReleaseObjects(_message.Message):
     def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ClientMessage(_message.Message):
-    __slots__ = ("register", "submit_tasks", "export_function", "get_objects", "wait_objects", "put_object", "task_finished", "cancel_task", "kill_actor", "get_actor", "cluster_info", "release_objects", "batch")
+    __slots__ = ("register", "submit_tasks", "export_function", "get_objects", "wait_objects", "put_object", "task_finished", "cancel_task", "kill_actor", "get_actor", "cluster_info", "release_objects", "task_handed_back", "batch")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     SUBMIT_TASKS_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FUNCTION_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +202,7 @@ class ClientMessage(_message.Message):
     GET_ACTOR_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_INFO_FIELD_NUMBER: _ClassVar[int]
     RELEASE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    TASK_HANDED_BACK_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     register: Register
     submit_tasks: SubmitTasks
@@ -207,8 +216,9 @@ class ClientMessage(_message.Message):
     get_actor: GetActorRequest
     cluster_info: ClusterInfoRequest
     release_objects: ReleaseObjects
+    task_handed_back: TaskHandedBack
     batch: ClientMessages
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., submit_tasks: _Optional[_Union[SubmitTasks, _Mapping]] = ..., export_function: _Optional[_Union[ExportFunction, _Mapping]] = ..., get_objects: _Optional[_Union[GetObjects, _Mapping]] = ..., wait_objects: _Optional[_Union[WaitObjects, _Mapping]] = ..., put_object: _Optional[_Union[PutObject, _Mapping]] = ..., task_finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., cancel_task: _Optional[_Union[CancelTask, _Mapping]] = ..., kill_actor: _Optional[_Union[KillActor, _Mapping]] = ..., get_actor: _Optional[_Union[GetActorRequest, _Mapping]] = ..., cluster_info: _Optional[_Union[ClusterInfoRequest, _Mapping]] = ..., release_objects: _Optional[_Union[ReleaseObjects, _Mapping]] = ..., batch: _Optional[_Union[ClientMessages, _Mapping]] = ...) -> None: ...
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., submit_tasks: _Optional[_Union[SubmitTasks, _Mapping]] = ..., export_function: _Optional[_Union[ExportFunction, _Mapping]] = ..., get_objects: _Optional[_Union[GetObjects, _Mapping]] = ..., wait_objects: _Optional[_Union[WaitObjects, _Mapping]] = ..., put_object: _Optional[_Union[PutObject, _Mapping]] = ..., task_finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., cancel_task: _Optional[_Union[CancelTask, _Mapping]] = ..., kill_actor: _Optional[_Union[KillActor, _Mapping]] = ..., get_actor: _Optional[_Union[GetActorRequest, _Mapping]] = ..., cluster_info: _Optional[_Union[ClusterInfoRequest, _Mapping]] = ..., release_objects: _Optional[_Union[ReleaseObjects, _Mapping]] = ..., task_handed_back: _Optional[_Union[TaskHandedBack, _Mapping]] = ..., batch: _Optional[_Union[ClientMessages, _Mapping]] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("node_id", "job_id", "session_dir", "store_session_id", "inline_object_max_bytes", "control_store_address")

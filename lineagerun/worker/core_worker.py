@@ -15,6 +15,7 @@ parent submits the same ids again.
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import itertools
 import os
@@ -67,6 +68,9 @@ class CoreWorker:
                  on_node_message: Callable[[node_pb2.NodeMessage], None] | None = None,
                  on_closed: Callable[[], None] | None = None):
         self.address = address
+        # Wraps a get/wait that may block; a worker's executor hands back its
+        # not-started tasks there first (executor.py).
+        self.blocking: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
         self.kind = kind
         self.worker_id = worker_id
         self.namespace = namespace
@@ -571,9 +575,10 @@ class CoreWorker:
         if missing:
             timeout_ms = -1 if timeout_s is None else max(0, int(timeout_s * 1000))
             try:
-                reply = self._request(lambda rid: node_pb2.ClientMessage(
-                    get_objects=node_pb2.GetObjects(request_id=rid, object_ids=missing, timeout_ms=timeout_ms)),
-                    self._client_timeout(timeout_s))
+                with self.blocking():
+                    reply = self._request(lambda rid: node_pb2.ClientMessage(
+                        get_objects=node_pb2.GetObjects(request_id=rid, object_ids=missing, timeout_ms=timeout_ms)),
+                        self._client_timeout(timeout_s))
             except TimeoutError:
                 reply = node_pb2.ObjectsReply(timed_out=True)
             if reply.timed_out:
@@ -611,9 +616,10 @@ class CoreWorker:
         timeout_ms = -1 if timeout_s is None else max(0, int(timeout_s * 1000))
         ids = list(dict.fromkeys(ref.binary() for ref in refs))
         try:
-            reply = self._request(lambda rid: node_pb2.ClientMessage(wait_objects=node_pb2.WaitObjects(
-                request_id=rid, object_ids=ids, num_returns=num_returns, timeout_ms=timeout_ms,
-                fetch_local=fetch_local)), self._client_timeout(timeout_s))
+            with self.blocking():
+                reply = self._request(lambda rid: node_pb2.ClientMessage(wait_objects=node_pb2.WaitObjects(
+                    request_id=rid, object_ids=ids, num_returns=num_returns, timeout_ms=timeout_ms,
+                    fetch_local=fetch_local)), self._client_timeout(timeout_s))
         except TimeoutError:
             return []  # the node did not answer in time (a TCP driver's link is down): nothing known ready
         return list(reply.ready_object_ids)

@@ -5,11 +5,20 @@ thread, in the order the node manager sends them. An actor created with
 ``max_concurrency > 1`` runs its calls on a thread pool of that size; an
 actor with ``async def`` methods runs them on one event loop (at most
 ``max_concurrency`` at once). Every call answers one ``TaskFinished``.
+
+A normal task may arrive while another runs (the node's second slot,
+core/local_scheduler.py): it waits here and starts when the current one
+ends. Before the running task blocks in ``get``/``wait`` the worker hands
+every task it has not started back to the node (``TaskHandedBack``), and
+hands back at once any that arrives while it waits, so a parent never waits
+for a child queued behind it. A task cancelled before it started answers
+cancelled without running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import inspect
 import os
@@ -67,6 +76,11 @@ class Executor:
         self._cancelled: set[bytes] = set()
         self._main_ident: int | None = None
         self._cancel_main: bytes | None = None
+        # The second slot: normal tasks sent but not started (under _running_lock).
+        self._not_started: list[node_pb2.ExecuteTask] = []
+        self._main_busy = False  # the main thread runs a task
+        self._waiting = 0  # get/wait calls in progress while it does
+        core.blocking = self._handing_back
 
     # ------------------------------------------------------------ intake
 
@@ -89,6 +103,13 @@ class Executor:
             asyncio.run_coroutine_threadsafe(self._run_async(execute), self._loop)
         elif spec.is_actor_task and self._pool is not None:
             self._pool.submit(self._run, execute)
+        elif _may_hand_back(spec):
+            with self._running_lock:
+                if not (self._main_busy and self._waiting):
+                    self._not_started.append(execute)
+                    self._queue.put(execute)
+                    return
+            self._hand_back([execute])  # the running task waits: it must not wait behind this one
         else:
             self._queue.put(execute)
 
@@ -99,7 +120,43 @@ class Executor:
             execute = self._queue.get()
             if execute is None:
                 return
-            self._run(execute)
+            with self._running_lock:
+                if _may_hand_back(execute.spec):
+                    if not any(e is execute for e in self._not_started):
+                        continue  # handed back or cancelled before it started
+                    self._not_started = [e for e in self._not_started if e is not execute]
+                self._main_busy = True
+                cancelled = _may_hand_back(execute.spec) and execute.spec.task_id in self._cancelled
+            try:
+                if cancelled:
+                    error = exceptions.TaskCancelledError(f"task {execute.spec.task_id.hex()} was cancelled")
+                    self.core.send(node_pb2.ClientMessage(task_finished=self._failed(execute, error)))
+                else:
+                    self._run(execute)
+            finally:
+                with self._running_lock:
+                    self._main_busy = False
+
+    @contextlib.contextmanager
+    def _handing_back(self):
+        """Around a get/wait of a running task (CoreWorker.blocking)."""
+        with self._running_lock:
+            self._waiting += 1
+            if self._main_busy:
+                handed, self._not_started = self._not_started, []
+            else:
+                handed = []
+        self._hand_back(handed)
+        try:
+            yield
+        finally:
+            with self._running_lock:
+                self._waiting -= 1
+
+    def _hand_back(self, executes: list[node_pb2.ExecuteTask]) -> None:
+        for execute in executes:
+            self.core.send(node_pb2.ClientMessage(task_handed_back=node_pb2.TaskHandedBack(
+                task_id=execute.spec.task_id, attempt_number=execute.attempt_number)))
 
     # --------------------------------------------------------- execution
 
@@ -325,6 +382,11 @@ class Executor:
             running = task_id is not None and task_id in self._running_threads
         if running:
             raise exceptions.TaskCancelledError(f"task {task_id.hex()} was cancelled")
+
+
+def _may_hand_back(spec: lineage_pb2.TaskSpec) -> bool:
+    """Normal tasks only: actor calls and creations never wait in a second slot."""
+    return not spec.is_actor_task and not spec.is_actor_creation
 
 
 class _ArgumentError(Exception):

@@ -100,28 +100,6 @@ def test_actor_worker_crash_fails_running_and_later_calls(node_factory, session_
     assert result.error_kind == "ActorDiedError" and "died" in result.error_message
 
 
-def test_admission_queue_orders_and_bounds_per_shape():
-    from lineagerun.core.resources import ResourceSet
-    from lineagerun.node.admission import AdmissionQueue
-
-    cpu, gpu = ResourceSet({"CPU": 1}), ResourceSet({"GPU": 1})
-    queue = AdmissionQueue(window=2)
-    for i in range(4):
-        queue.add(b"c%d" % i, cpu, set())
-    queue.add(b"g0", gpu, set())
-    queue.add(b"w0", cpu, {b"obj"})
-    assert queue.take_admissible() == [b"c0", b"c1", b"g0"]
-    assert queue.take_admissible() == []
-    queue.left_queue(b"c0")  # dispatched
-    assert not queue.holds_unhanded(b"c0") and queue.holds_unhanded(b"c3")
-    queue.objects_available([b"obj"])
-    assert queue.take_admissible() == [b"c2"]
-    queue.remove(b"c0")
-    queue.left_queue(b"c1")
-    queue.remove(b"c3")  # cancelled while waiting here
-    assert queue.take_admissible() == [b"w0"]
-
-
 def test_broken_worker_module_backs_off_instead_of_fork_looping(node_factory, session_factory):
     node = node_factory(prestart=2, extra=["--worker-module", "tests.node.no_such_worker_module"])
     driver = session_factory(node)
