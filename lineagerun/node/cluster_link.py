@@ -38,6 +38,7 @@ from lineagerun.exceptions import RpcError
 from lineagerun.node import specs
 from lineagerun.node.object_table import RemoteCopy
 from lineagerun.node.peer_dial import peer_dial
+from lineagerun.node.peer_resubmit import PeerResubmitter, attempt_reason, resubmittable
 from lineagerun.node.peers import PeerConnection, PeerPool, location_of, location_payload
 from lineagerun.node.placement import FAIL, KEEP, TaskFacts, decide
 from lineagerun.node.reconstruction_driver import ReconstructionDriver
@@ -123,6 +124,7 @@ class ClusterLink:
         self._subscription = None
         self._tasks: set[asyncio.Task] = set()
         self.counters = {"spilled": 0, "forwarded": 0, "accepted": 0, "placed_here": 0}
+        self.resubmitter = PeerResubmitter(self)  # tasks of a peer session that ended (peer_resubmit.py)
 
     # ============================================================ lifecycle
 
@@ -140,6 +142,7 @@ class ClusterLink:
         self.reporter.start()
 
     async def stop(self) -> None:
+        self.resubmitter.stopping = True
         await self.reporter.stop()
         if self._subscription is not None:
             self._subscription.close()
@@ -421,8 +424,7 @@ class ClusterLink:
             self._send_function_and_args(peer, run)
             specs_out.append(run.spec)
             attempt_numbers.append(run.attempt)
-            attempt_reasons.append(run.attempt_reason or (lineage_pb2.FIRST_RUN if run.attempt == 0
-                                                          else lineage_pb2.RETRY))
+            attempt_reasons.append(attempt_reason(run))
             self._drop(run)
             forwarded = Forwarded(run, address, node_id, set(run.returns))
             self.forwarded[run.task_id] = forwarded
@@ -494,6 +496,7 @@ class ClusterLink:
                 for oid in forwarded.remaining:
                     if self._still_wanted(oid):
                         self.fetcher.lookup(oid)
+        self.resubmitter.session_ended(peer.address)  # they may never have reached it
 
     def cancel(self, task_id: bytes, force: bool) -> bool:
         """Cancel a task routed by this link; False if it is not ours."""
@@ -529,9 +532,17 @@ class ClusterLink:
         manager = self.manager
         actor_specs = []
         for index, spec in enumerate(message.specs):
-            if spec.task_id in manager.tasks:
-                continue
             returns = specs.return_ids(spec)
+            if spec.task_id in manager.tasks:
+                if resubmittable(spec):  # submitted again after its session ended: answer on this one
+                    for oid in returns:
+                        self._peer_returns[oid] = session
+                continue
+            if resubmittable(spec) and returns and all(manager.objects.is_ready(oid) for oid in returns):
+                # Ran here already; its results went to a session that ended (peer_resubmit.py).
+                session.send(node_pb2.NodeMessage(objects_reply=node_pb2.ObjectsReply(
+                    request_id=0, objects=[manager.objects.result(oid) for oid in returns])))
+                continue
             for oid in returns:
                 self._peer_returns[oid] = session
             problem = specs.validate(spec, manager.functions)

@@ -85,8 +85,15 @@ class PeerConnection:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def ready(self) -> None:
-        """Wait until the peer accepted the registration (raise if it did not)."""
+        """Wait until the peer accepted the registration (raise if it did not,
+        or if the session ended meanwhile)."""
         await asyncio.wait_for(asyncio.shield(self._registered), REGISTER_TIMEOUT_S)
+        # The session can end while this waits for its turn on the loop
+        # (registration long done, then a partition drops the stream): the
+        # caller's next send() would fail and its tasks, recorded as sent,
+        # would wait for results that never come (a 90 s chaos stall).
+        if self.closed:
+            raise ConnectionError(f"peer {self.address} closed the session")
 
     def send(self, message: node_pb2.ClientMessage) -> bool:
         """Queue a message in order; False if the connection is closed or full."""
@@ -161,6 +168,9 @@ class PeerConnection:
             for future in self._requests_pending.values():
                 if not future.done():
                     future.set_exception(ConnectionError(f"peer {self.address} closed the session"))
+            if not self.closed and self.node_id:  # a registered session the peer or the link ended
+                log.info("peer session to %s ended; %d queued message(s) not sent", self.address,
+                         self._outbox.qsize())
             self.closed = True
             self._on_closed(self)
 
