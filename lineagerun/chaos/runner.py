@@ -405,7 +405,7 @@ def _launch_control_store(scenario: Scenario, directory: Path, needs_links: bool
 
     spec = scenario.cluster
     store_links = None
-    if any(target.startswith("link:") for fault in scenario.faults for target in fault.targets):
+    if needs_links or any(target.startswith("link:") for fault in scenario.faults for target in fault.targets):
         from lineagerun.chaos.control_store_links import ControlStoreLinks
 
         store_links = ControlStoreLinks()  # every replica/coordinator link proxied

@@ -38,7 +38,7 @@ def launch_runtime(scenario, directory: Path, needs_links: bool):
                                  "own (call lineagerun.shutdown() first)")
     store_links = any(target.startswith("link:") for fault in scenario.faults for target in fault.targets)
     cluster = Cluster(initialize_head=False, shutdown_at_exit=True, chaos=needs_links,
-                      chaos_control_store=store_links, **cluster_args)
+                      chaos_control_store=True if store_links else None, **cluster_args)
     stopped = []
 
     def stop() -> None:

@@ -63,15 +63,15 @@ class Cluster:
     def __init__(self, initialize_head: bool = False, connect: bool = False, head_node_args: dict | None = None,
                  shutdown_at_exit: bool = True, *, heartbeat_interval_ms: int = 100, node_timeout_ms: int = 1000,
                  control_store_replicas: int = CONTROL_STORE_REPLICAS_DEFAULT, session_root: str | None = None,
-                 chaos: bool = False, tls: bool = False, chaos_control_store: bool = False):
+                 chaos: bool = False, tls: bool = False, chaos_control_store: bool | None = None):
         from lineagerun.transport.auth import new_token, write_token_file
 
-        # chaos_control_store=True: the control store's own links (replica ->
-        # replica, replica <-> coordinator, clients -> replica) each get a
-        # proxy too (lineagerun.chaos.control_store_links; link:... targets).
-        # Opt-in: its heartbeats and leases then depend on this process.
-        self.chaos_control_store = chaos_control_store
-        chaos = chaos or chaos_control_store
+        # chaos_control_store (default: as chaos): the control store's own
+        # links (replica -> replica, replica <-> coordinator, clients ->
+        # replica) each get a proxy too (lineagerun.chaos.control_store_links;
+        # link:... targets). False keeps only the nodes' links proxied.
+        self.chaos_control_store = chaos if chaos_control_store is None else chaos_control_store
+        chaos = chaos or self.chaos_control_store
 
         # chaos=True: every node's links go through chaos proxies
         # (lineagerun.chaos.runtime_links; ``self.links``).

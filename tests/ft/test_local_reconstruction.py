@@ -240,8 +240,9 @@ def put_inside(marks: str) -> list:
 def test_a_dead_worker_held_no_only_copy(small_store, tmp_path):
     marks = str(tmp_path)
     small, large, pid = ray.get(put_inside.remote(marks))
-    psutil.Process(pid).kill()
-    psutil.Process(pid).wait(timeout=10)
+    worker = psutil.Process(pid)  # one handle: a second lookup fails once the node has reaped it
+    worker.kill()
+    worker.wait(timeout=10)
     assert ray.get(small, timeout=30) == b"small value"
     assert np.array_equal(ray.get(large, timeout=30), _array(11))
     assert _runs(marks, "put_inside") == 1
