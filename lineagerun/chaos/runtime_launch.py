@@ -76,7 +76,7 @@ def heal_runtime(cluster, node_args: dict, nodes_wanted: int) -> None:
 
     if cluster.links is not None:
         cluster.links.heal_all()
-    if getattr(cluster.control_store, "links", None) is not None:
+    if cluster.control_store.links is not None:
         cluster.control_store.links.heal_all()
     # A node starting scans the control store: its chains must be whole first.
     cluster.control_store.wait_for_chains(timeout_s=RUNTIME_HEAL_TIMEOUT_S)

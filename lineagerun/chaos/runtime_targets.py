@@ -223,7 +223,7 @@ class SchedulerTarget:
         cluster.scheduler_process, cluster.scheduler_address = launcher.start_scheduler(
             cluster.session_dir, cluster.control_store.address, port=port,
             heartbeat_interval_ms=cluster.heartbeat_interval_ms, node_timeout_ms=cluster.node_timeout_ms,
-            tls=getattr(cluster, "tls", None))
+            tls=cluster.tls)
 
 
 # ------------------------------------------------- network targets
@@ -327,7 +327,7 @@ class RuntimeTargets:
         if base == "link":  # one control-store link (lineagerun.chaos.control_store_links)
             from lineagerun.chaos.control_store_links import StoreLinkTarget
 
-            return [StoreLinkTarget(getattr(self.cluster.control_store, "links", None), target)]
+            return [StoreLinkTarget(self.cluster.control_store.links, target)]
         if base in ("node", "head-node"):
             node = self._node(target)
             return [RuntimeLinkTarget(f"links of node {node.node_id[:8]}", links,

@@ -336,7 +336,7 @@ class ActorRouting:
         name, namespace, detached = specs.actor_naming(spec, session.namespace)
         actor = ActorEntry(spec.actor_id, spec.task_id, spec, name, namespace, detached, session,
                            self.node_id.binary(), max_concurrency=max(1, spec.max_concurrency), placed_here=True,
-                           owner_node_id=getattr(session, "peer_node_id", b""))
+                           owner_node_id=session.peer_node_id)
         self.actors.add(actor)
         self.writer.write_later(actor.key, actor.record().SerializeToString())
         run = TaskRun(spec, specs.return_ids(spec), session, arg_ids=specs.arg_object_ids(spec))

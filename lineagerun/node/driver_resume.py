@@ -140,7 +140,7 @@ class DriverSessions:
         timer = self._expiry.pop(session, None)
         if timer is not None:
             timer.cancel()
-        worker_id = getattr(session, "resume_worker_id", b"")
+        worker_id = session.resume_worker_id
         if self._by_worker.get(worker_id) is session:
             del self._by_worker[worker_id]
 

@@ -43,6 +43,7 @@ class Session:
     generation: int = 0
     stream_broken: bool = False
     peer_node_id: bytes = b""  # a peer session: the node id it registered with (actor_takeover.py)
+    resume_worker_id: bytes = b""  # a TCP driver tracked for resuming (driver_resume.py)
 
     @property
     def is_worker(self) -> bool:
