@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -82,13 +81,11 @@ def test_start_needs_head_or_address(tmp_path):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make a test certificate")
 def test_tls_cluster_runs_cross_node_tasks(tmp_path):
+    from lineagerun.testing.tls_certs import make_certificate
+
     root = tmp_path / "sessions"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+    cert, key = make_certificate(tmp_path, "localhost")
     env = dict(os.environ, LINEAGERUN_SESSION_ROOT=str(root))
     tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
     try:

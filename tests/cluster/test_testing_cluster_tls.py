@@ -5,7 +5,6 @@ refused."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 
@@ -21,7 +20,6 @@ from lineagerun.transport import tls
 from lineagerun.transport.channels import make_channel
 from lineagerun.transport.errors import from_rpc_error
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the throwaway certificate")
 
 
 @lineagerun.remote(resources={"far": 1})

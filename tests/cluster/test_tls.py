@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -25,9 +24,6 @@ from lineagerun.transport.errors import from_rpc_error
 
 from tests.cluster.conftest import assert_gone
 from tests.cluster.test_cli import CLI, run, session_pids
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
-                                reason="openssl is needed to make test certificates (or add `cryptography`)")
 
 DRIVER = """
 import sys
