@@ -19,6 +19,7 @@ checked against their recorded start time before any signal (pids are reused).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -136,7 +137,9 @@ def recorded_processes(session_dir: Path) -> list[ServiceProcess]:
 
 
 def cleanup_node_store(session_dir: Path, node_id_hex: str) -> None:
-    """Remove the shared-memory files of a node that could not clean up (killed)."""
+    """Remove what a stopped node could not clean up itself (killed): its
+    shared-memory files and its unix socket (under /tmp when the session
+    directory's path is too long for one, so not removed with the session)."""
     from lineagerun.objects.store import cleanup_session
 
     try:
@@ -145,6 +148,10 @@ def cleanup_node_store(session_dir: Path, node_id_hex: str) -> None:
         return
     if ready.get("store_session_id"):
         cleanup_session(ready["store_session_id"])
+    sock = ready.get("socket", "").removeprefix("unix:")
+    if sock:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(sock)
 
 
 def read_head(session_dir: Path) -> dict:
