@@ -5,9 +5,13 @@ from __future__ import annotations
 from lineagerun.core.ids import ObjectID, TaskID
 
 
-# A driver's record of refs made and dropped (queue.SimpleQueue: its put is
-# safe to call from __del__); None in workers, which never release objects.
+# This process's record of refs made and dropped (queue.SimpleQueue: its put
+# is safe to call from __del__); None until the CoreWorker tracks refs.
 ref_events = None
+# A worker's set of object ids that left the process inside something it
+# pickled (a return value, an argument, a put, a function): somebody else may
+# hold them, so the worker never releases them. None: not recorded (drivers).
+escaped_ids = None
 
 
 class ObjectRef:
@@ -79,7 +83,10 @@ class ObjectRef:
         return hash(self._id)
 
     def __reduce__(self):
-        return (ObjectRef.from_binary, (self._id.binary(),))
+        binary = self._id.binary()
+        if escaped_ids is not None:
+            escaped_ids.add(binary)
+        return (ObjectRef.from_binary, (binary,))
 
     def __repr__(self) -> str:
         return f"ObjectRef({self._id.hex()})"
@@ -97,7 +104,12 @@ class ObjectRef:
 
 def ref_to_id(obj) -> bytes | None:
     """Serialisation hook: the id of a nested ``ObjectRef``, else None."""
-    return obj._id.binary() if type(obj) is ObjectRef else None
+    if type(obj) is not ObjectRef:
+        return None
+    binary = obj._id.binary()
+    if escaped_ids is not None:
+        escaped_ids.add(binary)
+    return binary
 
 
 id_to_ref = ObjectRef.from_binary

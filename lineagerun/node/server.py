@@ -25,7 +25,8 @@ from lineagerun.node import driver_exit, specs
 from lineagerun.node.actor_handlers import ActorHandlers
 from lineagerun.node.actors import ActorEntry, ActorPhase, ActorTable, call_record, now_ms
 from lineagerun.node.lineage_writer import LineageWriter
-from lineagerun.node.object_table import GET_PIN_GRACE_S, NodeObjectStore, ObjectTable
+from lineagerun.node.object_requests import ObjectRequests
+from lineagerun.node.object_table import NodeObjectStore, ObjectTable
 from lineagerun.node.reconstruction_local import local_reconstruction
 from lineagerun.node.scheduler import NodeScheduler
 from lineagerun.node.session import Session
@@ -65,7 +66,7 @@ class TaskRun:
         return f"task:{self.spec.task_id.hex()}"
 
 
-class NodeManager(ActorHandlers):
+class NodeManager(ActorHandlers, ObjectRequests):
     def __init__(self, *, node_id: NodeID, total: ResourceSet, store: NodeObjectStore, writer: LineageWriter,
                  pool: WorkerPool, session_dir: str, control_store_address: str, prestart_workers: int,
                  worker_pool_size_max: int):
@@ -198,6 +199,8 @@ class NodeManager(ActorHandlers):
             ops.append(PutOp(task_key(TaskID(spec.task_id)), spec.SerializeToString()))
             self.tasks[spec.task_id] = run
             runs.append(run)
+            if run.arg_ids:  # the submitter may release them while the spec is written
+                self.objects.pin(run.arg_ids, _submitted_holder(run))
         if not ops:
             return
         future = self.writer.write_now(ops)
@@ -238,6 +241,14 @@ class NodeManager(ActorHandlers):
         return True
 
     def _specs_written(self, runs: list[TaskRun], ops: list, name_claims: dict, future: asyncio.Future) -> None:
+        try:
+            self._schedule_written(runs, name_claims, future)
+        finally:
+            for run in runs:
+                if run.arg_ids:
+                    self.objects.release_holder(_submitted_holder(run))
+
+    def _schedule_written(self, runs: list[TaskRun], name_claims: dict, future: asyncio.Future) -> None:
         error = future.exception()
         if error is not None:
             for run in runs:
@@ -580,82 +591,6 @@ class NodeManager(ActorHandlers):
 
     # ========================================================== get / wait
 
-    def _on_get_objects(self, session: Session, message: node_pb2.GetObjects) -> None:
-        request_id = message.request_id
-        ids = list(message.object_ids)
-        self.reconstruction.check_wanted(ids)  # a peer asking for a lost copy starts its rebuild too
-        if self.cluster is not None and not session.is_peer:
-            self.cluster.want(ids)
-
-        blocked = []
-
-        def reply(results):
-            if blocked:
-                self._unblock(session)
-            if results is None:
-                session.send(node_pb2.NodeMessage(objects_reply=node_pb2.ObjectsReply(
-                    request_id=request_id, timed_out=True)))
-                return
-            holder = f"get:{session.serial}:{request_id}"
-            self.objects.pin(ids, holder)
-            asyncio.get_running_loop().call_later(GET_PIN_GRACE_S, self.objects.release_holder, holder)
-            session.send(node_pb2.NodeMessage(objects_reply=node_pb2.ObjectsReply(
-                request_id=request_id, objects=results)))
-
-        if not self.objects.get(ids, message.timeout_ms, reply):
-            blocked.append(True)
-            self._block(session)
-
-    def _on_wait_objects(self, session: Session, message: node_pb2.WaitObjects) -> None:
-        request_id = message.request_id
-        ids = list(message.object_ids)
-        num_returns = min(max(message.num_returns, 1), len(ids)) if ids else 0
-        if self.cluster is not None and not session.is_peer and message.fetch_local:
-            self.cluster.want(ids)
-        elif self.cluster is not None and not session.is_peer:
-            self.cluster.reconstruction.need_if_lost(ids)
-        elif not session.is_peer:
-            self.reconstruction.check_wanted(ids)
-
-        blocked = []
-
-        def reply(ready):
-            if blocked:
-                self._unblock(session)
-            session.send(node_pb2.NodeMessage(wait_reply=node_pb2.WaitReply(
-                request_id=request_id, ready_object_ids=ready)))
-
-        if not self.objects.wait(ids, num_returns, message.timeout_ms, reply,
-                                 fetch_local=message.fetch_local or self.cluster is None):
-            blocked.append(True)
-            self._block(session)
-
-    def _block(self, session: Session) -> None:
-        session.blocked_requests += 1
-        if session.blocked_requests == 1 and session.worker_id in self.scheduler.workers:
-            self._apply(self.scheduler.handle(ls.WorkerBlocked(session.worker_id)))
-
-    def _unblock(self, session: Session) -> None:
-        session.blocked_requests -= 1
-        if session.blocked_requests == 0 and session.worker_id in self.scheduler.workers:
-            self._apply(self.scheduler.handle(ls.WorkerUnblocked(session.worker_id)))
-
-    def _on_put_object(self, session: Session, message: node_pb2.PutObject) -> None:
-        if len(message.object_id) != ObjectID.SIZE:
-            session.send(node_pb2.NodeMessage(request_error=node_pb2.RequestError(
-                error_kind="InvalidArgumentError",
-                message=f"PutObject: object ids are {ObjectID.SIZE} bytes, got {len(message.object_id)}")))
-            return
-        self.objects.add_payload(message.object_id, message.payload)
-        producer = message.object_id[:TaskID.SIZE]
-        self._record_object(message.object_id, producer, session.worker_id.binary() if session.worker_id else b"",
-                            True)
-
-    def _on_release_objects(self, session: Session, message: node_pb2.ReleaseObjects) -> None:
-        self.objects.release_primary(message.object_ids)
-        if self.cluster is not None:
-            self.cluster.release(message.object_ids)  # copies on the nodes that made them
-
     # ================================================================ cancel
 
     def _on_cancel_task(self, session: Session, message: node_pb2.CancelTask) -> None:
@@ -733,6 +668,12 @@ class NodeManager(ActorHandlers):
         await self.pool.stop_all()
         for session in list(self.sessions):
             session.close()
+
+
+def _submitted_holder(run: TaskRun) -> str:
+    """Pins a task's arguments from its arrival until its spec is written
+    (then the run's own holder, or the forward to another node, keeps them)."""
+    return f"submitted:{run.spec.task_id.hex()}"
 
 
 def _new_job_id() -> bytes:

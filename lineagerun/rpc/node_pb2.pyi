@@ -148,6 +148,12 @@ class TaskHandedBack(_message.Message):
     attempt_number: int
     def __init__(self, task_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ...) -> None: ...
 
+class ObjectsMapped(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    def __init__(self, request_id: _Optional[int] = ...) -> None: ...
+
 class CancelTask(_message.Message):
     __slots__ = ("task_id", "force", "recursive")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -189,7 +195,7 @@ class ReleaseObjects(_message.Message):
     def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ClientMessage(_message.Message):
-    __slots__ = ("register", "submit_tasks", "export_function", "get_objects", "wait_objects", "put_object", "task_finished", "cancel_task", "kill_actor", "get_actor", "cluster_info", "release_objects", "task_handed_back", "batch")
+    __slots__ = ("register", "submit_tasks", "export_function", "get_objects", "wait_objects", "put_object", "task_finished", "cancel_task", "kill_actor", "get_actor", "cluster_info", "release_objects", "task_handed_back", "objects_mapped", "batch")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     SUBMIT_TASKS_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FUNCTION_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +209,7 @@ class ClientMessage(_message.Message):
     CLUSTER_INFO_FIELD_NUMBER: _ClassVar[int]
     RELEASE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     TASK_HANDED_BACK_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_MAPPED_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     register: Register
     submit_tasks: SubmitTasks
@@ -217,8 +224,9 @@ class ClientMessage(_message.Message):
     cluster_info: ClusterInfoRequest
     release_objects: ReleaseObjects
     task_handed_back: TaskHandedBack
+    objects_mapped: ObjectsMapped
     batch: ClientMessages
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., submit_tasks: _Optional[_Union[SubmitTasks, _Mapping]] = ..., export_function: _Optional[_Union[ExportFunction, _Mapping]] = ..., get_objects: _Optional[_Union[GetObjects, _Mapping]] = ..., wait_objects: _Optional[_Union[WaitObjects, _Mapping]] = ..., put_object: _Optional[_Union[PutObject, _Mapping]] = ..., task_finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., cancel_task: _Optional[_Union[CancelTask, _Mapping]] = ..., kill_actor: _Optional[_Union[KillActor, _Mapping]] = ..., get_actor: _Optional[_Union[GetActorRequest, _Mapping]] = ..., cluster_info: _Optional[_Union[ClusterInfoRequest, _Mapping]] = ..., release_objects: _Optional[_Union[ReleaseObjects, _Mapping]] = ..., task_handed_back: _Optional[_Union[TaskHandedBack, _Mapping]] = ..., batch: _Optional[_Union[ClientMessages, _Mapping]] = ...) -> None: ...
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., submit_tasks: _Optional[_Union[SubmitTasks, _Mapping]] = ..., export_function: _Optional[_Union[ExportFunction, _Mapping]] = ..., get_objects: _Optional[_Union[GetObjects, _Mapping]] = ..., wait_objects: _Optional[_Union[WaitObjects, _Mapping]] = ..., put_object: _Optional[_Union[PutObject, _Mapping]] = ..., task_finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., cancel_task: _Optional[_Union[CancelTask, _Mapping]] = ..., kill_actor: _Optional[_Union[KillActor, _Mapping]] = ..., get_actor: _Optional[_Union[GetActorRequest, _Mapping]] = ..., cluster_info: _Optional[_Union[ClusterInfoRequest, _Mapping]] = ..., release_objects: _Optional[_Union[ReleaseObjects, _Mapping]] = ..., task_handed_back: _Optional[_Union[TaskHandedBack, _Mapping]] = ..., objects_mapped: _Optional[_Union[ObjectsMapped, _Mapping]] = ..., batch: _Optional[_Union[ClientMessages, _Mapping]] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("node_id", "job_id", "session_dir", "store_session_id", "inline_object_max_bytes", "control_store_address")

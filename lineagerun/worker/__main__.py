@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     executor = Executor(core)
     executor_box.append(executor)
     core.connect()
+    core.track_refs(keep_escaped=True)
     from lineagerun.worker import log_capture
 
     log_capture.install(args.session_dir, args.worker_id, core.node_id_hex)

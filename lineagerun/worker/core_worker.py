@@ -42,6 +42,8 @@ FINISHED_BATCH_MAX = 256
 LOCAL_OBJECTS_MAX = 10_000
 # Objects released in one ReleaseObjects message at most.
 RELEASE_BATCH_MAX = 10_000
+# A worker forgets escaped ids of refs it does not own past this many.
+ESCAPED_PRUNE_AT = 100_000
 # How often an idle sender looks for dropped refs to release.
 RELEASE_INTERVAL_S = 0.05
 # Waiting for Registered after opening the stream.
@@ -102,6 +104,11 @@ class CoreWorker:
         self._reader: threading.Thread | None = None
         self._ref_events = None
         self._ref_counts: dict[bytes, int] = {}
+        self._escaped: set[bytes] = set()
+        # Owned objects known to be in the node's shared-memory store, and
+        # dropped refs not released yet (_release_store_objects_now).
+        self._in_store: set[bytes] = set()
+        self._release_pending: list[bytes] = []
         self._released_s = 0.0
         # A TCP driver reconnects after its stream breaks (session_resume.py);
         # each stream has a generation, a superseded one stops sending.
@@ -236,6 +243,8 @@ class CoreWorker:
 
             if object_ref.ref_events is self._ref_events:
                 object_ref.ref_events = None
+            if object_ref.escaped_ids is self._escaped:
+                object_ref.escaped_ids = None
         with self._outbox_cv:
             self._closing = True
             self._outbox_cv.notify_all()
@@ -253,17 +262,27 @@ class CoreWorker:
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    def track_refs(self) -> None:
-        """Release objects when the driver drops its last ref to them (so the
-        store may evict them), as Ray's reference counting does for owners."""
+    def track_refs(self, keep_escaped: bool = False) -> None:
+        """Release objects when this process drops its last ref to them (so
+        the store may evict them), as Ray's reference counting does for
+        owners. ``keep_escaped`` (workers): an object whose ref left the
+        process inside something it pickled is never released, because
+        another process may borrow it and a worker's put cannot be rebuilt
+        without re-running its task (a driver releases those too and relies
+        on the arguments' pins and lineage, docs/objects.md)."""
         import queue
 
         from lineagerun.api import object_ref
 
         self._ref_events = queue.SimpleQueue()
         object_ref.ref_events = self._ref_events
+        if keep_escaped:
+            self._escaped = object_ref.escaped_ids = set()
 
-    def _dropped_refs(self) -> list[bytes]:
+    def _dropped_refs(self, store_only: bool = False) -> list[bytes]:
+        """Objects to release now (the caller holds the outbox lock).
+        ``store_only``: none unless one of them is in the shared-memory
+        store; the others wait for the next release."""
         events = self._ref_events
         if events is None:
             return []
@@ -278,7 +297,23 @@ class CoreWorker:
                 counts.pop(object_id, None)
                 if count == 0:
                     zero.append(object_id)
-        return [object_id for object_id in zero if object_id not in counts]
+        escaped = self._escaped
+        released = [object_id for object_id in zero if object_id not in counts and object_id not in escaped]
+        if self._release_pending:
+            released = [object_id for object_id in self._release_pending if object_id not in counts] + released
+            self._release_pending = []
+        if store_only and not any(object_id in self._in_store for object_id in released) \
+                and len(released) < RELEASE_BATCH_MAX:
+            self._release_pending = released
+            return []
+        if self._in_store:
+            self._in_store.difference_update(released)
+        if escaped:
+            escaped.difference_update(zero)  # kept pinned for good; no live ref can escape again
+            if len(escaped) > ESCAPED_PRUNE_AT and events.empty():
+                # Every ref made so far is counted: the others were borrowed.
+                escaped.intersection_update(counts)
+        return released
 
     def _requests(self, generation: int = 0, first: list | tuple = ()):
         yield from first
@@ -515,6 +550,7 @@ class CoreWorker:
         spec.parent_task_id = parent.binary()
         spec.owner_worker_id = self.worker_id.binary()
         spec.submitted_ms = int(time.time() * 1000)
+        self._release_store_objects_now()
         self._send(node_pb2.ClientMessage(submit_tasks=node_pb2.SubmitTasks(specs=[spec])))
         return [ObjectRef._owned(ObjectID.from_index(task_id, i)) for i in range(1, spec.num_returns + 1)]
 
@@ -544,6 +580,21 @@ class CoreWorker:
                     release_objects=node_pb2.ReleaseObjects(object_ids=released)))
                 self._outbox_cv.notify()
 
+    def _release_store_objects_now(self) -> None:
+        """Release dropped refs now if one names an object in the node's
+        shared-memory store (else they wait for the sender's next release,
+        up to RELEASE_INTERVAL_S): a loop that makes and drops large objects
+        then reuses the store's room instead of filling it."""
+        events = self._ref_events
+        if events is None or not self._in_store or events.empty():
+            return
+        with self._outbox_cv:
+            released = self._dropped_refs(store_only=True)
+            if released:
+                self._outbox.append(node_pb2.ClientMessage(
+                    release_objects=node_pb2.ReleaseObjects(object_ids=released)))
+                self._outbox_cv.notify()
+
     def _put_serialized(self, serialized) -> ObjectRef:
         if serialized.total_bytes > self.inline_max_bytes:
             self._queue_releases()
@@ -552,6 +603,8 @@ class CoreWorker:
         payload = payloads.to_payload(serialized, object_id.binary(), self.store_session_id, self.inline_max_bytes)
         if payload.WhichOneof("kind") == "inline":
             self._remember(object_id.binary(), payload)
+        elif self._ref_events is not None:
+            self._in_store.add(object_id.binary())
         self._send(node_pb2.ClientMessage(put_object=node_pb2.PutObject(object_id=object_id.binary(),
                                                                          payload=payload)))
         return ObjectRef._owned(object_id)
@@ -572,6 +625,7 @@ class CoreWorker:
             elif ref.binary() not in payloads_by_id:
                 missing.append(ref.binary())
                 payloads_by_id[ref.binary()] = None
+        reply = None
         if missing:
             timeout_ms = -1 if timeout_s is None else max(0, int(timeout_s * 1000))
             try:
@@ -586,11 +640,27 @@ class CoreWorker:
                     f"get timed out after {timeout_s} s: {len(missing)} of {len(refs)} objects not ready")
             for result in reply.objects:
                 payloads_by_id[result.object_id] = result
-        values = []
-        for ref in refs:
-            item = payloads_by_id[ref.binary()]
-            values.append(self._value_of(ref, item))
-        return values
+            if self._ref_events is not None:
+                self._note_in_store(refs, reply)
+        try:
+            return [self._value_of(ref, payloads_by_id[ref.binary()]) for ref in refs]
+        finally:
+            if reply is not None and any(r.payload.WhichOneof("kind") == "shm_name" for r in reply.objects):
+                self._mapped(reply.request_id)
+
+    def _note_in_store(self, refs: list[ObjectRef], reply: node_pb2.ObjectsReply) -> None:
+        in_store = {result.object_id for result in reply.objects if result.payload.WhichOneof("kind") == "shm_name"}
+        if in_store:
+            with self._outbox_cv:
+                self._in_store.update(ref.binary() for ref in refs if ref._tracked and ref.binary() in in_store)
+
+    def _mapped(self, request_id: int) -> None:
+        """The files of a get reply are mapped: the node may evict them once
+        released (a mapping outlives its file)."""
+        try:
+            self._send(node_pb2.ClientMessage(objects_mapped=node_pb2.ObjectsMapped(request_id=request_id)))
+        except exceptions.LineagerunError:
+            pass  # the session ended: the node dropped its pins with it
 
     def get_one(self, ref: ObjectRef, timeout_s: float | None = None) -> Any:
         return self.get([ref], timeout_s)[0]
