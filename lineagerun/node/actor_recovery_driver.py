@@ -191,6 +191,9 @@ class ActorRecoveryDriver:
     def _actor_call_written(self, actor: ActorEntry, run) -> None:
         """A call's spec and record are durable: queue it (through the planner
         for a restartable actor)."""
+        if run.arg_ids:  # held until the call ends: its caller may drop its refs while it waits
+            self.objects.pin(run.arg_ids, run.holder())
+            self.reconstruction.check_wanted(run.arg_ids)
         if not actor.restartable or actor.phase is ActorPhase.DEAD:
             actor.queue.append(run)
             self._pump_actor(actor)

@@ -37,6 +37,18 @@ PULLED_HOLDER = "pulled"
 # ref of a task still running): they are stored without a primary pin.
 # Bounded: past it the oldest are forgotten (and stay pinned when made).
 RELEASED_EARLY_MAX = 100_000
+# Inline values (held in this table, not the store) of released objects are
+# kept for the most recent ones only, so a long job's table stays bounded:
+# past either bound the oldest are dropped and, like an evicted object,
+# come back from their record (small ones) or by replay if a borrowed ref
+# asks for them again.
+RELEASED_INLINE_KEPT_MAX = 20_000
+RELEASED_INLINE_KEPT_BYTES = 64 * 1024 * 1024
+# Ids of dropped inline values remembered (bounded): a get, wait or task
+# naming one has it rebuilt; one forgotten past this is waited for like an
+# object never seen.
+DROPPED_REMEMBERED_MAX = 200_000
+DROPPED_INLINE_WHY = "its value was dropped from the node's memory after its owner released it"
 
 
 def _no_args_in_use() -> set[bytes]:
@@ -140,6 +152,13 @@ class ObjectTable:
     on_lost: LostHook | None = None
     _released_early: dict[bytes, None] = field(default_factory=dict)  # insertion-ordered
     _pull_release_scheduled: bool = False
+    _released_inline: dict[bytes, int] = field(default_factory=dict)  # id -> bytes, insertion-ordered
+    _released_inline_bytes: int = 0
+    # Pins of inline values (the store pins only its own files): an
+    # argument of a queued task or call is not dropped.
+    _inline_pins: dict[str, set[bytes]] = field(default_factory=dict)  # holder -> ids
+    _inline_pin_counts: dict[bytes, int] = field(default_factory=dict)
+    _dropped: dict[bytes, None] = field(default_factory=dict)  # insertion-ordered
 
     # ------------------------------------------------------------ values
 
@@ -167,7 +186,11 @@ class ObjectTable:
                 size_bytes=payload.size_bytes, is_error=payload.is_error,
                 nested_object_ids=payload.nested_object_ids)
         self.entries[object_id] = ObjectEntry(payload=payload, in_store=in_store)
+        self._dropped.pop(object_id, None)
         self._became_ready(object_id)
+        if not in_store and object_id in self._released_early:
+            del self._released_early[object_id]
+            self._keep_released_inline(object_id, len(payload.inline))
         return None
 
     def add_error(self, object_id: bytes, kind: str, message: str) -> None:
@@ -175,6 +198,7 @@ class ObjectTable:
         if entry is not None and entry.ready():
             return
         self.entries[object_id] = ObjectEntry(error_kind=kind, error_message=message)
+        self._dropped.pop(object_id, None)
         self._became_ready(object_id)
 
     def add_remote(self, object_id: bytes, copy: RemoteCopy) -> bool:
@@ -304,9 +328,18 @@ class ObjectTable:
                     self.store.pin(oid, holder)
                 except Exception:  # noqa: BLE001 - evicted meanwhile: the get reports it
                     pass
+            elif entry is not None and entry.payload is not None:
+                pinned = self._inline_pins.setdefault(holder, set())
+                if oid not in pinned:
+                    pinned.add(oid)
+                    self._inline_pin_counts[oid] = self._inline_pin_counts.get(oid, 0) + 1
 
     def release_holder(self, holder: str) -> None:
         self.store.release(holder)
+        for oid in self._inline_pins.pop(holder, ()):
+            count = self._inline_pin_counts.pop(oid, 1) - 1
+            if count > 0:
+                self._inline_pin_counts[oid] = count
         if self._pulled and not self._pull_release_scheduled:
             # Once per event-loop turn: a burst of finishing tasks scans once.
             try:
@@ -340,6 +373,47 @@ class ObjectTable:
                 if oid in self._pulled:
                     self._pulled.discard(oid)
                     self.store.unpin(oid, PULLED_HOLDER)
+            elif entry.payload is not None and not entry.remote:
+                self._keep_released_inline(oid, len(entry.payload.inline))
+
+    def _keep_released_inline(self, object_id: bytes, size: int) -> None:
+        if object_id in self._released_inline:
+            return
+        self._released_inline[object_id] = size
+        self._released_inline_bytes += size
+        kept = self._released_inline
+        tries = len(kept)  # each kept one is looked at once at most: all may be in use
+        while kept and tries > 0 and (len(kept) > RELEASED_INLINE_KEPT_MAX
+                                      or self._released_inline_bytes > RELEASED_INLINE_KEPT_BYTES):
+            tries -= 1
+            oldest = next(iter(kept))
+            size = kept.pop(oldest)
+            if self._in_use(oldest):
+                kept[oldest] = size  # again later, from the young end
+                continue
+            self._released_inline_bytes -= size
+            self._drop_released_inline(oldest)
+
+    def _in_use(self, object_id: bytes) -> bool:
+        return (object_id in self._inline_pin_counts or bool(self._gets.get(object_id))
+                or bool(self._waits.get(object_id)))
+
+    def _drop_released_inline(self, object_id: bytes) -> None:
+        entry = self.entries.get(object_id)
+        if entry is None or entry.in_store or entry.payload is None or entry.remote:
+            return  # rebuilt into the store meanwhile
+        del self.entries[object_id]
+        self._dropped[object_id] = None
+        while len(self._dropped) > DROPPED_REMEMBERED_MAX:
+            del self._dropped[next(iter(self._dropped))]
+
+    def take_dropped(self, object_id: bytes) -> bool:
+        """Whether ``object_id``'s value was dropped (forgotten now: its
+        rebuild takes over)."""
+        if object_id in self._dropped:
+            del self._dropped[object_id]
+            return True
+        return False
 
     # ----------------------------------------------------------- waiters
 

@@ -44,6 +44,7 @@ from lineagerun.core import reconstruction as rc
 from lineagerun.core.ids import FunctionID, NodeID, ObjectID, TaskID
 from lineagerun.core.keys import attempt_key, attempts_prefix, event_key, function_key, object_key, task_key
 from lineagerun.node import specs
+from lineagerun.node.object_table import DROPPED_INLINE_WHY
 from lineagerun.node.reconstruction_records import MissingRecords
 from lineagerun.rpc import lineage_pb2, node_pb2
 
@@ -148,6 +149,9 @@ class ReconstructionDriver:
         rebuild of those lost (a file removed from outside is found here)."""
         objects = self.manager.objects
         objects.check_files(object_ids)
+        for oid in object_ids:
+            if objects.take_dropped(oid):
+                self._remember_lost(oid, DROPPED_INLINE_WHY)
         if self._lost:
             for oid in object_ids:
                 if oid in self._lost and not objects.is_ready(oid):
@@ -156,6 +160,8 @@ class ReconstructionDriver:
     def unavailable(self, object_id: bytes) -> bool:
         """The fetcher wants ``object_id`` and knows no copy: True if it is a
         lost object (its recovery is started or joined)."""
+        if self.manager.objects.take_dropped(object_id):
+            self._remember_lost(object_id, DROPPED_INLINE_WHY)
         if object_id in self._lost or self.recovering(object_id):
             self._need(object_id)
             return True

@@ -105,6 +105,7 @@ class CoreWorker:
         self._ref_events = None
         self._ref_counts: dict[bytes, int] = {}
         self._escaped: set[bytes] = set()
+        self._keep_escaped = False
         # Owned objects known to be in the node's shared-memory store, and
         # dropped refs not released yet (_release_store_objects_now).
         self._in_store: set[bytes] = set()
@@ -277,6 +278,7 @@ class CoreWorker:
         self._ref_events = queue.SimpleQueue()
         object_ref.ref_events = self._ref_events
         if keep_escaped:
+            self._keep_escaped = True
             self._escaped = object_ref.escaped_ids = set()
 
     def _dropped_refs(self, store_only: bool = False) -> list[bytes]:
@@ -308,11 +310,13 @@ class CoreWorker:
             return []
         if self._in_store:
             self._in_store.difference_update(released)
+            self._in_store.difference_update(zero)
         if escaped:
             escaped.difference_update(zero)  # kept pinned for good; no live ref can escape again
             if len(escaped) > ESCAPED_PRUNE_AT and events.empty():
-                # Every ref made so far is counted: the others were borrowed.
-                escaped.intersection_update(counts)
+                # Every ref made before the check is counted: the others were
+                # borrowed (one made and pickled meanwhile is not in the copy).
+                escaped.difference_update([object_id for object_id in list(escaped) if object_id not in counts])
         return released
 
     def _requests(self, generation: int = 0, first: list | tuple = ()):
@@ -517,6 +521,10 @@ class CoreWorker:
 
     def _task_arg(self, value: Any) -> lineage_pb2.TaskArg:
         if type(value) is ObjectRef:
+            if self._keep_escaped:
+                # A worker keeps it: a task forwarded to another node, or a
+                # call queued behind others, is not pinned here all along.
+                self._escaped.add(value.binary())
             return lineage_pb2.TaskArg(object_id=value.binary())
         serialized = payloads.serialize_value(value)
         if serialized.total_bytes > self.inline_max_bytes:

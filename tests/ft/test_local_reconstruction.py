@@ -275,3 +275,31 @@ def test_forget_object_drops_a_vanished_object_whatever_its_pins():
     assert core.used_bytes == 0
     core.handle(CreateObject(b"a", 100, "creator"))  # the rebuilt copy fits again
     core.check_invariants()
+
+
+@ray.remote
+def small_value(seed: int, size: int, marks: str) -> bytes:
+    _ran(marks, f"small{seed}")
+    return bytes([seed]) * size
+
+
+@pytest.mark.timeout(120)
+def test_released_inline_values_dropped_from_node_memory_come_back(small_store, tmp_path):
+    """The node keeps the inline values of the last 20,000 released objects;
+    older ones are dropped and, asked for through a borrowed ref, come back
+    from their object record (up to 4 KiB) or by replay."""
+    marks = str(tmp_path)
+    tiny = small_value.remote(1, 100, marks)
+    medium = small_value.remote(2, 50_000, marks)  # inline (< 100 KiB) but too large for the record
+    assert len(ray.wait([tiny, medium], num_returns=2, timeout=60)[0]) == 2
+    holder = ray.put([tiny, medium])
+    del tiny, medium
+    for batch in range(25):  # 25,000 released small objects after them
+        refs = [ray.put(batch * 1000 + i) for i in range(1000)]
+        del refs
+        time.sleep(0.06)  # the driver releases dropped refs every 50 ms
+    inner_tiny, inner_medium = ray.get(holder)
+    assert ray.get(inner_medium, timeout=60) == b"\x02" * 50_000
+    assert _runs(marks, "small2") == 2  # dropped, then replayed
+    assert ray.get(inner_tiny, timeout=60) == b"\x01" * 100
+    assert _runs(marks, "small1") == 1  # dropped, then read back from its record
