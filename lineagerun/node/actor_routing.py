@@ -44,6 +44,7 @@ from lineagerun.core.keys import actor_call_key, actor_key, object_key, task_key
 from lineagerun.exceptions import RpcError
 from lineagerun.node import actor_takeover, specs
 from lineagerun.node.actors import ActorEntry, ActorPhase, now_ms
+from lineagerun.node.object_table import forwarded_holder
 from lineagerun.rpc import lineage_pb2, node_pb2
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,8 @@ class ActorRouting:
 
         cluster = self.cluster
         cluster.forwarded[run.task_id] = Forwarded(run, entry.address, entry.node_id, set(run.returns))
+        if run.arg_ids:
+            self.objects.pin(run.arg_ids, forwarded_holder(run.task_id))
         for oid in run.returns:
             cluster._forwarded_by_return[oid] = run.task_id
 

@@ -36,10 +36,11 @@ from lineagerun.core.keys import NODE_PREFIX, OBJECT_PREFIX
 from lineagerun.core.resources import RESOURCE_UNIT_SCALING, ResourceSet
 from lineagerun.exceptions import RpcError
 from lineagerun.node import specs
-from lineagerun.node.object_table import RemoteCopy
+from lineagerun.node.object_table import forwarded_holder, routed_holder
 from lineagerun.node.peer_dial import peer_dial
-from lineagerun.node.peer_resubmit import PeerResubmitter, attempt_reason, resubmittable
-from lineagerun.node.peers import PeerConnection, PeerPool, location_of, location_payload
+from lineagerun.node.peer_intake import PeerIntake
+from lineagerun.node.peer_resubmit import PeerResubmitter, attempt_reason
+from lineagerun.node.peers import PeerConnection, PeerPool, location_payload
 from lineagerun.node.placement import FAIL, KEEP, TaskFacts, decide
 from lineagerun.node.reconstruction_driver import ReconstructionDriver
 from lineagerun.node.transfer import ObjectFetcher
@@ -80,7 +81,7 @@ class Forwarded:
     orphaned: bool = False  # the session to its node ended: results come from lookups
 
 
-class ClusterLink:
+class ClusterLink(PeerIntake):
     def __init__(self, manager, *, scheduler_address: str, token: str | None, incarnation: int,
                  heartbeat_interval_ms: int, on_fenced: Callable[[str], None], root_cert: bytes | None = None):
         self.manager = manager
@@ -240,6 +241,8 @@ class ClusterLink:
     def route(self, run) -> None:
         """A task of a client of this node, its spec durable: resolve its
         arguments' whereabouts, then keep, spill or fail it."""
+        if run.arg_ids:  # its client may have dropped them already
+            self.manager.objects.pin(run.arg_ids, routed_holder(run.task_id))
         unknown = set()
         for oid in run.arg_ids:
             if not self.manager.objects.is_known(oid):
@@ -275,6 +278,8 @@ class ClusterLink:
 
     def _decide(self, run) -> None:
         objects = self.manager.objects
+        if run.arg_ids:
+            objects.pin(run.arg_ids, routed_holder(run.task_id))  # those found since route()
         for oid in run.arg_ids:
             failure = objects.error_of(oid)
             if failure is not None:  # fails without running, as on one node
@@ -306,6 +311,8 @@ class ClusterLink:
 
     def _drop(self, run) -> None:
         self.manager.tasks.pop(run.task_id, None)
+        if run.arg_ids:
+            self.manager.objects.release_holder(routed_holder(run.task_id))
 
     def _fail_infeasible(self, run, reason: str) -> None:
         self._drop(run)
@@ -425,6 +432,8 @@ class ClusterLink:
             specs_out.append(run.spec)
             attempt_numbers.append(run.attempt)
             attempt_reasons.append(attempt_reason(run))
+            if run.arg_ids:
+                self.manager.objects.pin(run.arg_ids, forwarded_holder(run.task_id))
             self._drop(run)
             forwarded = Forwarded(run, address, node_id, set(run.returns))
             self.forwarded[run.task_id] = forwarded
@@ -470,6 +479,8 @@ class ClusterLink:
         if forwarded is not None:
             for oid in forwarded.run.returns:
                 self._forwarded_by_return.pop(oid, None)
+            if forwarded.run.arg_ids:
+                self.manager.objects.release_holder(forwarded_holder(task_id))
 
     def _peer_results(self, peer: PeerConnection, results: list) -> None:
         """Return values of tasks we forwarded to ``peer``."""
@@ -512,70 +523,6 @@ class ClusterLink:
             self.manager._task_cancelled(task_id)
             return True
         return False
-
-    # ===================================================== tasks from peers
-
-    def handle_peer_message(self, session, kind: str, message) -> bool:
-        """Messages whose meaning differs on a peer session; False: the
-        node manager handles it as from any client."""
-        if kind == "submit_tasks":
-            self._accept(session, message)
-            return True
-        if kind == "put_object":
-            self._accept_object(session, message)
-            return True
-        return False
-
-    def _accept(self, session, message: node_pb2.SubmitTasks) -> None:
-        from lineagerun.node.server import TaskRun
-
-        manager = self.manager
-        actor_specs = []
-        for index, spec in enumerate(message.specs):
-            returns = specs.return_ids(spec)
-            if spec.task_id in manager.tasks:
-                if resubmittable(spec):  # submitted again after its session ended: answer on this one
-                    for oid in returns:
-                        self._peer_returns[oid] = session
-                continue
-            if resubmittable(spec) and returns and all(manager.objects.is_ready(oid) for oid in returns):
-                # Ran here already; its results went to a session that ended (peer_resubmit.py).
-                session.send(node_pb2.NodeMessage(objects_reply=node_pb2.ObjectsReply(
-                    request_id=0, objects=[manager.objects.result(oid) for oid in returns])))
-                continue
-            for oid in returns:
-                self._peer_returns[oid] = session
-            problem = specs.validate(spec, manager.functions)
-            if problem is not None:
-                manager._fail_returns(returns, "InvalidArgumentError", f"forwarded task rejected: {problem}")
-                continue
-            if spec.is_actor_task or spec.is_actor_creation:
-                actor_specs.append(spec)  # actor_routing.py
-                continue
-            run = TaskRun(spec, returns, session, arg_ids=specs.arg_object_ids(spec))
-            run.scheduled = True
-            if index < len(message.attempt_numbers):  # a retry or replay the forwarding node decided
-                run.attempt = message.attempt_numbers[index]
-                if index < len(message.attempt_reasons):
-                    run.attempt_reason = message.attempt_reasons[index]
-            manager.tasks[spec.task_id] = run
-            self.counters["accepted"] += 1
-            manager._schedule_local(run)
-        if actor_specs:
-            manager._accept_actor_specs(session, actor_specs, message)
-
-    def _accept_object(self, session, message: node_pb2.PutObject) -> None:
-        if len(message.object_id) != ObjectID.SIZE:
-            return
-        holder = location_of(message.payload)
-        if holder is None:
-            self.manager.objects.add_payload(message.object_id, message.payload)
-            return
-        payload = message.payload
-        copy = RemoteCopy(holder, self.node_of(holder), payload.size_bytes, payload.is_error,
-                          tuple(payload.nested_object_ids))
-        if self.manager.objects.add_remote(message.object_id, copy):
-            self._object_known(message.object_id)
 
     # ============================================================= objects
 

@@ -51,6 +51,18 @@ DROPPED_REMEMBERED_MAX = 200_000
 DROPPED_INLINE_WHY = "its value was dropped from the node's memory after its owner released it"
 
 
+def routed_holder(task_id: bytes) -> str:
+    """Pins a multi-node task's local arguments while it is placed (kept
+    here, spilled, or parked until its arguments are found)."""
+    return f"routed:{task_id.hex()}"
+
+
+def forwarded_holder(task_id: bytes) -> str:
+    """Pins a forwarded task's arguments here until its results come back
+    (the peer pulls them from this node)."""
+    return f"forwarded:{task_id.hex()}"
+
+
 def _no_args_in_use() -> set[bytes]:
     return set()
 

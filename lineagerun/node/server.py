@@ -26,7 +26,7 @@ from lineagerun.node.actor_handlers import ActorHandlers
 from lineagerun.node.actors import ActorEntry, ActorPhase, ActorTable, call_record, now_ms
 from lineagerun.node.lineage_writer import LineageWriter
 from lineagerun.node.object_requests import ObjectRequests
-from lineagerun.node.object_table import NodeObjectStore, ObjectTable
+from lineagerun.node.object_table import NodeObjectStore, ObjectTable, routed_holder
 from lineagerun.node.reconstruction_local import local_reconstruction
 from lineagerun.node.scheduler import NodeScheduler
 from lineagerun.node.session import Session
@@ -287,6 +287,8 @@ class NodeManager(ActorHandlers, ObjectRequests):
         if run.arg_ids:
             self.reconstruction.check_wanted(run.arg_ids)  # lost ones are rebuilt, then it runs
             self.objects.pin(run.arg_ids, run.holder())  # kept until it ends, as the driver's refs may go
+            if self.cluster is not None:
+                self.objects.release_holder(routed_holder(run.task_id))
         missing = {oid for oid in run.arg_ids if not self.objects.is_ready(oid)}
         if missing and self.cluster is not None:
             self.cluster.want_args(missing)

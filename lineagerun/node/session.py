@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 OUT_BATCH_MAX = 256
 # A session's reader lets the loop turn after this many messages.
 READ_YIELD_EVERY = 4
+# A reset connection ends a stream's reads (EOF) and cancels the call, in
+# either order: a tracked TCP driver's stream whose reads end is looked at
+# again after this long before its end counts as the driver's goodbye.
+EOF_SETTLE_S = 0.05
 
 
 @dataclass(eq=False)
@@ -100,7 +104,8 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
             session, first = resumed, None
         generation, out = session.generation, session.out
         tcp = resumed is None and over_tcp(context)
-        reader = asyncio.get_running_loop().create_task(self._read(session, requests, first, generation, tcp))
+        reader = asyncio.get_running_loop().create_task(
+            self._read(session, requests, first, generation, tcp, context))
         try:
             while True:
                 message = await out.get()
@@ -123,7 +128,8 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
                     self.drivers.forget(session)
                     self.manager.session_closed(session)
 
-    async def _read(self, session: Session, request_iterator, first, generation: int, tcp: bool) -> None:
+    async def _read(self, session: Session, request_iterator, first, generation: int, tcp: bool,
+                    context) -> None:
         try:
             if first is not None:
                 self._handle(session, first)
@@ -138,6 +144,10 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
                     # (spec writes, other sessions) queued behind it.
                     await asyncio.sleep(0)
                 self._handle(session, message)
+            if session.resume_worker_id and session.generation == generation:
+                await asyncio.sleep(EOF_SETTLE_S)
+                if context.cancelled():  # the link broke: not the driver's goodbye
+                    session.stream_broken = True
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             if session.generation == generation:
                 session.stream_broken = True

@@ -63,10 +63,12 @@ WATCHDOG_INTERVAL_S = 1.0
 # Task and object ids of recent submissions and puts kept to resend (the
 # node remembers more: driver_resume.SEEN_IDS_MAX).
 REPLAY_IDS_MAX = 20_000
-# Resent after a reconnect: the node drops the ones it has by id. Kills,
-# cancels and releases are not resent (a kill resent after the actor's
-# restart would kill it again); one sent just before the break may be lost.
-REPLAYED_KINDS = frozenset({"submit_tasks", "put_object", "export_function"})
+# Resent after a reconnect: the node drops the ones it has by id; a release
+# applied twice changes nothing (a lost one would leave its objects pinned
+# for the session). Kills and cancels are not resent (a kill resent after
+# the actor's restart would kill it again); one sent just before the break
+# may be lost.
+REPLAYED_KINDS = frozenset({"submit_tasks", "put_object", "export_function", "release_objects"})
 
 
 NodeConnectionLostError = exceptions.NodeConnectionLostError
@@ -84,7 +86,12 @@ def _describe(error: BaseException) -> str:
 
 
 def _ids_in(message: node_pb2.ClientMessage) -> int:
-    return len(message.submit_tasks.specs) if message.WhichOneof("kind") == "submit_tasks" else 1
+    kind = message.WhichOneof("kind")
+    if kind == "submit_tasks":
+        return len(message.submit_tasks.specs)
+    if kind == "release_objects":
+        return max(1, len(message.release_objects.object_ids))
+    return 1
 
 
 class SessionResume:

@@ -48,3 +48,15 @@ def test_a_resent_submission_keeps_only_the_tasks_not_seen_yet():
     assert drivers.first_time(session, put) is put and drivers.first_time(session, put) is None
     drivers.forget(session)
     assert drivers.first_time(session, submit(b"t1")) is not None  # untracked: passes through
+
+
+def test_a_driver_resends_its_releases_after_a_reconnect_but_not_kills_or_cancels():
+    from lineagerun.worker.session_resume import SessionResume
+
+    resume = SessionResume(core_worker=None)
+    release = node_pb2.ClientMessage(release_objects=node_pb2.ReleaseObjects(object_ids=[b"o1", b"o2"]))
+    kill = node_pb2.ClientMessage(kill_actor=node_pb2.KillActor(actor_id=b"a" * 16))
+    cancel = node_pb2.ClientMessage(cancel_task=node_pb2.CancelTask(task_id=b"t" * 24))
+    for message in (release, kill, cancel):
+        resume.sent(message)
+    assert resume.replay() == [release]  # a release applied twice changes nothing; a kill would
