@@ -20,10 +20,40 @@ from lineagerun.exceptions import ConfigurationError, InvalidArgumentError
 SIGNALS = {"kill": signal.SIGKILL, "pause": signal.SIGSTOP, "resume": signal.SIGCONT}
 
 
+# A killed node's processes are waited for this long before its store
+# files and socket are removed.
+KILLED_NODE_WAIT_S = 5.0
+
+
 def node_action(session_dir: str, verb: str, node: str) -> str:
-    node_id, process = SessionProcesses(session_dir).node(node)
+    session = SessionProcesses(session_dir)
+    node_id, process = session.node(node)
     signal_pid(process.pid, SIGNALS[verb], group=True)
+    if verb == "kill":
+        _clean_up_killed_node(session.session_dir, node_id, process.pid)
     return f"{verb} node {node_id[:12]} (process group {process.pid})"
+
+
+def _clean_up_killed_node(session_dir: Path, node_id: str, pid: int) -> None:
+    """What the node would have removed at a clean stop (its shared-memory
+    files, its unix socket), as ``Cluster.remove_node`` does for its nodes."""
+    import time
+
+    import psutil
+
+    from lineagerun.node import launcher
+
+    deadline_s = time.monotonic() + KILLED_NODE_WAIT_S
+    while time.monotonic() < deadline_s:
+        try:  # a zombie is dead too (its parent, maybe not us, reaps it)
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    else:
+        return  # still running: leave its files
+    launcher.cleanup_node_store(Path(session_dir), node_id)
 
 
 def worker_action(session_dir: str, verb: str, node: str, pid: int | None) -> str:

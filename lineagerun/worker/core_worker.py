@@ -230,8 +230,12 @@ class CoreWorker:
             return None
         from lineagerun.control.client import ControlStoreClient
         from lineagerun.core.keys import function_key
+        from lineagerun.node.store_dial import store_dial
 
-        client = ControlStoreClient(self.control_store_address, self._token)
+        # A worker dials replicas as its node does (inherited from the node's
+        # environment): through the node's own proxies in a chaos cluster,
+        # so isolating the node cuts this read too.
+        client = ControlStoreClient(self.control_store_address, self._token, address_map=store_dial())
         try:
             data = client.get(function_key(FunctionID(function_id)))
         finally:

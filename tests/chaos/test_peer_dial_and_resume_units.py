@@ -60,3 +60,33 @@ def test_a_driver_resends_its_releases_after_a_reconnect_but_not_kills_or_cancel
     for message in (release, kill, cancel):
         resume.sent(message)
     assert resume.replay() == [release]  # a release applied twice changes nothing; a kill would
+
+
+def test_a_worker_reads_function_records_through_its_nodes_replica_proxies(monkeypatch, tmp_path):
+    import json
+
+    from lineagerun.control import client as client_module
+    from lineagerun.core.ids import WorkerID
+    from lineagerun.node.store_dial import STORE_DIAL_MAP_ENV
+    from lineagerun.worker.core_worker import CoreWorker
+
+    dial_map = tmp_path / "node-0.json"
+    dial_map.write_text(json.dumps({"127.0.0.1:4000": "127.101.0.1:5000"}))
+    monkeypatch.setenv(STORE_DIAL_MAP_ENV, str(dial_map))  # what a worker inherits from its chaos node
+    dialled = []
+
+    class RecordingClient:
+        def __init__(self, address, token, address_map=None):
+            dialled.append(address_map("127.0.0.1:4000") if address_map else "127.0.0.1:4000")
+
+        def get(self, key):
+            return None
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(client_module, "ControlStoreClient", RecordingClient)
+    worker = CoreWorker("unix:/nowhere", None, kind=node_pb2.Register.WORKER, worker_id=WorkerID(b"w" * 28))
+    worker.control_store_address = "127.101.0.1:3999"
+    assert worker.fetch_function(b"f" * 28) is None
+    assert dialled == ["127.101.0.1:5000"]

@@ -25,7 +25,9 @@ from lineagerun.chaos.runtime_targets import worker_processes
 from lineagerun.chaos.scenario import load_scenario, parse_scenario
 from lineagerun.cli.chaos_run import EXIT_INVARIANT_FAILED, nemesis, run
 from lineagerun.exceptions import InvalidArgumentError, LineagerunError
+from lineagerun.objects import shm
 from lineagerun.testing import Cluster
+from lineagerun.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_SCENARIOS = sorted((REPO / "chaos").glob("rt-*.toml"))
@@ -64,6 +66,13 @@ def _gone(pids: set[int]) -> list[int]:
 @lineagerun.remote
 def add_one(x):
     return x + 1
+
+
+@lineagerun.remote(max_retries=0)
+def make_array(size):
+    import numpy as np
+
+    return np.zeros(size, dtype=np.uint8)
 
 
 @lineagerun.remote(max_retries=3)
@@ -245,6 +254,17 @@ def test_cli_nemesis_against_the_cluster_session(chaos_cluster):
     cluster.wait_for_nodes(timeout=60)
     result = runner.invoke(_cli(), ["nemesis", "kill-node", "--session", session, "--node", "ffffffffffff"])
     assert result.exit_code != 0 and "no running node" in result.output
+    # A node killed from the CLI leaves no shared-memory files or socket behind.
+    ready = json.loads((cluster.session_dir / "nodes" / other.node_id / "ready.json").read_text())
+    socket_path = ready["socket"].removeprefix("unix:")
+    on_other = NodeAffinitySchedulingStrategy(other.node_id, soft=False)
+    kept = make_array.options(scheduling_strategy=on_other).remote(1 << 20)
+    assert lineagerun.wait([kept], timeout=60)[0] == [kept]
+    kept_file = shm.object_path(ready["store_session_id"], kept.binary())
+    assert os.path.exists(socket_path) and os.path.exists(kept_file)
+    result = runner.invoke(_cli(), ["nemesis", "kill-node", "--session", session, "--node", other.node_id[:10]])
+    assert result.exit_code == 0 and "kill node" in result.output, result.output
+    assert not os.path.exists(socket_path) and not os.path.exists(kept_file)
 
 
 # ------------------------------------------------------------ scenarios
