@@ -137,6 +137,7 @@ class _GetWaiter:
     missing: set[bytes]
     reply: Callable[[list[node_pb2.ObjectResult] | None], None]  # None: timed out
     timer: asyncio.TimerHandle | None = None
+    holder: str = ""  # pins the objects that were ready while it waits for the others
 
 
 @dataclass(eq=False)
@@ -146,6 +147,7 @@ class _WaitWaiter:
     reply: Callable[[list[bytes]], None]
     timer: asyncio.TimerHandle | None = None
     done: bool = False
+    holder: str = ""  # pins the objects that were ready while it waits for the others
     fetch_local: bool = True  # False: a copy on another node counts as ready
 
 
@@ -171,6 +173,7 @@ class ObjectTable:
     _inline_pins: dict[str, set[bytes]] = field(default_factory=dict)  # holder -> ids
     _inline_pin_counts: dict[bytes, int] = field(default_factory=dict)
     _dropped: dict[bytes, None] = field(default_factory=dict)  # insertion-ordered
+    _waiter_serial: int = 0
 
     # ------------------------------------------------------------ values
 
@@ -441,6 +444,7 @@ class ObjectTable:
             reply(None)
             return True
         waiter = _GetWaiter(list(object_ids), missing, reply)
+        waiter.holder = self._pin_ready_meanwhile([oid for oid in object_ids if oid not in missing])
         for oid in missing:
             self._gets.setdefault(oid, set()).add(waiter)
         if timeout_ms > 0:
@@ -456,6 +460,23 @@ class ObjectTable:
                     del self._gets[oid]
         waiter.missing.clear()
         waiter.reply(None)
+        self._unpin_waiter(waiter)
+
+    def _pin_ready_meanwhile(self, ready: list[bytes]) -> str:
+        """A get or wait that must wait keeps what was ready already: an
+        eviction or a dropped inline value meanwhile would turn it into a
+        loss in the answer. Returns the holder ("" if nothing to pin)."""
+        if not ready:
+            return ""
+        self._waiter_serial += 1
+        holder = f"waiting:{self._waiter_serial}"
+        self.pin(ready, holder)
+        return holder
+
+    def _unpin_waiter(self, waiter) -> None:
+        if waiter.holder:
+            holder, waiter.holder = waiter.holder, ""
+            self.release_holder(holder)
 
     def wait(self, object_ids: list[bytes], num_returns: int, timeout_ms: int,
              reply: Callable[[list[bytes]], None], fetch_local: bool = True) -> bool:
@@ -465,6 +486,7 @@ class ObjectTable:
         if timeout_ms == 0:
             self._finish_wait(waiter)
             return True
+        waiter.holder = self._pin_ready_meanwhile([oid for oid in object_ids if self._wait_ready(waiter, oid)])
         for oid in object_ids:
             if not self._wait_ready(waiter, oid):
                 self._waits.setdefault(oid, set()).add(waiter)
@@ -497,6 +519,7 @@ class ObjectTable:
                 if not waiters:
                     del self._waits[oid]
         waiter.reply(self._ready_ids(waiter))
+        self._unpin_waiter(waiter)
 
     def _became_ready(self, object_id: bytes) -> None:
         for waiter in self._gets.pop(object_id, ()):
@@ -505,6 +528,7 @@ class ObjectTable:
                 if waiter.timer is not None:
                     waiter.timer.cancel()
                 waiter.reply([self.result(oid) for oid in waiter.object_ids])
+                self._unpin_waiter(waiter)
         for waiter in list(self._waits.get(object_id, ())):
             self._try_finish_wait(waiter)
         self.on_available(object_id)

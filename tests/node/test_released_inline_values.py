@@ -96,3 +96,34 @@ def test_a_rebuilt_value_is_no_longer_counted_as_dropped(table):
     objects.release_primary([oid(i) for i in range(4)])
     objects.add_payload(oid(0), inline())  # its rebuild (from its record, or a replay)
     assert objects.is_ready(oid(0)) and not objects.take_dropped(oid(0))
+
+
+def test_a_value_named_by_a_get_still_waiting_for_another_is_kept_until_the_answer(table):
+    objects = table
+    objects.add_payload(oid(0), inline())
+    objects.release_primary([oid(0)])  # only a borrowed ref names it now
+    answers = []
+    assert not objects.get([oid(0), oid(99)], -1, answers.append)  # waits for oid(99)
+    for i in range(1, 6):
+        objects.add_payload(oid(i), inline())
+        objects.release_primary([oid(i)])
+    assert objects.is_ready(oid(0))
+    objects.add_payload(oid(99), inline())
+    assert [r.payload.inline for r in answers[0]] == [b"v" * 10, b"v" * 10]
+    for i in range(6, 12):  # answered: it is no longer kept for the get
+        objects.add_payload(oid(i), inline())
+        objects.release_primary([oid(i)])
+    assert not objects.is_ready(oid(0))
+
+
+def test_a_value_counted_by_a_pending_wait_is_kept_until_the_answer(table):
+    objects = table
+    objects.add_payload(oid(0), inline())
+    objects.release_primary([oid(0)])
+    answers = []
+    assert not objects.wait([oid(0), oid(99)], 2, -1, answers.append)
+    for i in range(1, 6):
+        objects.add_payload(oid(i), inline())
+        objects.release_primary([oid(i)])
+    objects.add_payload(oid(99), inline())
+    assert answers == [[oid(0), oid(99)]]
