@@ -521,6 +521,7 @@ class ClusterLink(PeerIntake):
             self._parked.pop(task_id, None)
             self._placing.discard(task_id)
             self.manager._task_cancelled(task_id)
+            self.manager.objects.release_holder(routed_holder(task_id))
             return True
         return False
 

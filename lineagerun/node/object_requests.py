@@ -43,7 +43,7 @@ class ObjectRequests:
             session.send(node_pb2.NodeMessage(objects_reply=node_pb2.ObjectsReply(
                 request_id=request_id, objects=results)))
 
-        if not self.objects.get(ids, message.timeout_ms, reply):
+        if not self.objects.get(ids, message.timeout_ms, reply, owner=session.holder()):
             blocked.append(True)
             self._block(session)
 
@@ -67,7 +67,7 @@ class ObjectRequests:
                 request_id=request_id, ready_object_ids=ready)))
 
         if not self.objects.wait(ids, num_returns, message.timeout_ms, reply,
-                                 fetch_local=message.fetch_local or self.cluster is None):
+                                 fetch_local=message.fetch_local or self.cluster is None, owner=session.holder()):
             blocked.append(True)
             self._block(session)
 

@@ -137,7 +137,8 @@ class _GetWaiter:
     missing: set[bytes]
     reply: Callable[[list[node_pb2.ObjectResult] | None], None]  # None: timed out
     timer: asyncio.TimerHandle | None = None
-    holder: str = ""  # pins the objects that were ready while it waits for the others
+    holder: str = ""  # pins the objects that are ready while it waits for the others
+    owner: str = ""  # the session that asked (its waiters go with it)
 
 
 @dataclass(eq=False)
@@ -147,7 +148,8 @@ class _WaitWaiter:
     reply: Callable[[list[bytes]], None]
     timer: asyncio.TimerHandle | None = None
     done: bool = False
-    holder: str = ""  # pins the objects that were ready while it waits for the others
+    holder: str = ""  # pins the objects that are ready while it waits for the others
+    owner: str = ""  # the session that asked (its waiters go with it)
     fetch_local: bool = True  # False: a copy on another node counts as ready
 
 
@@ -174,6 +176,7 @@ class ObjectTable:
     _inline_pin_counts: dict[bytes, int] = field(default_factory=dict)
     _dropped: dict[bytes, None] = field(default_factory=dict)  # insertion-ordered
     _waiter_serial: int = 0
+    _waiters_by_owner: dict[str, set] = field(default_factory=dict)
 
     # ------------------------------------------------------------ values
 
@@ -433,7 +436,7 @@ class ObjectTable:
     # ----------------------------------------------------------- waiters
 
     def get(self, object_ids: list[bytes], timeout_ms: int,
-            reply: Callable[[list[node_pb2.ObjectResult] | None], None]) -> bool:
+            reply: Callable[[list[node_pb2.ObjectResult] | None], None], owner: str = "") -> bool:
         """Call ``reply(results)`` when all are ready, or ``reply(None)`` at
         the timeout (-1: never). Returns True if answered at once."""
         missing = {oid for oid in object_ids if not self.is_ready(oid)}
@@ -443,10 +446,11 @@ class ObjectTable:
         if timeout_ms == 0:
             reply(None)
             return True
-        waiter = _GetWaiter(list(object_ids), missing, reply)
-        waiter.holder = self._pin_ready_meanwhile([oid for oid in object_ids if oid not in missing])
+        waiter = _GetWaiter(list(object_ids), missing, reply, owner=owner)
+        self._pin_for(waiter, [oid for oid in object_ids if oid not in missing])
         for oid in missing:
             self._gets.setdefault(oid, set()).add(waiter)
+        self._own(waiter)
         if timeout_ms > 0:
             waiter.timer = asyncio.get_running_loop().call_later(timeout_ms / 1000, self._get_timed_out, waiter)
         return False
@@ -462,34 +466,63 @@ class ObjectTable:
         waiter.reply(None)
         self._unpin_waiter(waiter)
 
-    def _pin_ready_meanwhile(self, ready: list[bytes]) -> str:
-        """A get or wait that must wait keeps what was ready already: an
-        eviction or a dropped inline value meanwhile would turn it into a
-        loss in the answer. Returns the holder ("" if nothing to pin)."""
+    def _pin_for(self, waiter, ready: list[bytes]) -> None:
+        """A get or wait that must wait keeps what is ready meanwhile: an
+        eviction or a dropped inline value would turn it into a loss in the
+        answer."""
         if not ready:
-            return ""
-        self._waiter_serial += 1
-        holder = f"waiting:{self._waiter_serial}"
-        self.pin(ready, holder)
-        return holder
+            return
+        if not waiter.holder:
+            self._waiter_serial += 1
+            waiter.holder = f"waiting:{self._waiter_serial}"
+        self.pin(ready, waiter.holder)
+
+    def _own(self, waiter) -> None:
+        if waiter.owner:
+            self._waiters_by_owner.setdefault(waiter.owner, set()).add(waiter)
 
     def _unpin_waiter(self, waiter) -> None:
+        if waiter.owner:
+            waiters = self._waiters_by_owner.get(waiter.owner)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters_by_owner[waiter.owner]
         if waiter.holder:
             holder, waiter.holder = waiter.holder, ""
             self.release_holder(holder)
 
+    def drop_waiters(self, owner: str) -> None:
+        """The session ``owner`` ended: its gets and waits are not answered
+        and keep nothing pinned."""
+        for waiter in list(self._waiters_by_owner.pop(owner, ())):
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            table = self._gets if isinstance(waiter, _GetWaiter) else self._waits
+            for oid in waiter.object_ids:
+                waiters = table.get(oid)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del table[oid]
+            if isinstance(waiter, _WaitWaiter):
+                waiter.done = True
+            waiter.owner = ""
+            self._unpin_waiter(waiter)
+
     def wait(self, object_ids: list[bytes], num_returns: int, timeout_ms: int,
-             reply: Callable[[list[bytes]], None], fetch_local: bool = True) -> bool:
-        waiter = _WaitWaiter(list(object_ids), num_returns, reply, fetch_local=fetch_local)
+             reply: Callable[[list[bytes]], None], fetch_local: bool = True, owner: str = "") -> bool:
+        waiter = _WaitWaiter(list(object_ids), num_returns, reply, fetch_local=fetch_local, owner=owner)
         if self._try_finish_wait(waiter):
             return True
         if timeout_ms == 0:
             self._finish_wait(waiter)
             return True
-        waiter.holder = self._pin_ready_meanwhile([oid for oid in object_ids if self._wait_ready(waiter, oid)])
+        self._pin_for(waiter, [oid for oid in object_ids if self._wait_ready(waiter, oid)])
         for oid in object_ids:
             if not self._wait_ready(waiter, oid):
                 self._waits.setdefault(oid, set()).add(waiter)
+        self._own(waiter)
         if timeout_ms > 0:
             waiter.timer = asyncio.get_running_loop().call_later(timeout_ms / 1000, self._finish_wait, waiter)
         return False
@@ -529,8 +562,11 @@ class ObjectTable:
                     waiter.timer.cancel()
                 waiter.reply([self.result(oid) for oid in waiter.object_ids])
                 self._unpin_waiter(waiter)
+            else:
+                self._pin_for(waiter, [object_id])
         for waiter in list(self._waits.get(object_id, ())):
-            self._try_finish_wait(waiter)
+            if not self._try_finish_wait(waiter):
+                self._pin_for(waiter, [object_id])
         self.on_available(object_id)
 
     def pending_waiters(self) -> int:

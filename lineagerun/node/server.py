@@ -148,6 +148,7 @@ class NodeManager(ActorHandlers, ObjectRequests):
     def session_closed(self, session: Session) -> None:
         self.sessions.discard(session)
         self.objects.release_holder(session.holder())
+        self.objects.drop_waiters(session.holder())
         if session.worker_id is not None and self.worker_sessions.get(session.worker_id) is session:
             self._worker_gone(session.worker_id, "its session ended")
         if session.is_driver:

@@ -146,7 +146,7 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
                 self._handle(session, message)
             if session.resume_worker_id and session.generation == generation:
                 await asyncio.sleep(EOF_SETTLE_S)
-                if context.cancelled():  # the link broke: not the driver's goodbye
+                if context.cancelled() and session.generation == generation:  # the link broke: no goodbye
                     session.stream_broken = True
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             if session.generation == generation:

@@ -127,3 +127,34 @@ def test_a_value_counted_by_a_pending_wait_is_kept_until_the_answer(table):
         objects.release_primary([oid(i)])
     objects.add_payload(oid(99), inline())
     assert answers == [[oid(0), oid(99)]]
+
+
+def test_a_value_arriving_while_a_get_waits_for_another_is_kept_too(table):
+    objects = table
+    answers = []
+    assert not objects.get([oid(0), oid(99)], -1, answers.append)
+    objects.add_payload(oid(0), inline())  # arrives, then its owner releases it
+    objects.release_primary([oid(0)])
+    for i in range(1, 6):
+        objects.add_payload(oid(i), inline())
+        objects.release_primary([oid(i)])
+    objects.add_payload(oid(99), inline())
+    assert [r.payload.inline for r in answers[0]] == [b"v" * 10, b"v" * 10]
+
+
+def test_the_waiters_of_a_closed_session_are_dropped_with_their_pins(table):
+    objects = table
+    objects.add_payload(oid(0), inline())
+    objects.release_primary([oid(0)])
+    answers = []
+    assert not objects.get([oid(0), oid(99)], -1, answers.append, owner="session:7")
+    assert not objects.wait([oid(0), oid(98)], 2, -1, answers.append, owner="session:7")
+    objects.drop_waiters("session:7")
+    assert not objects.has_waiters(oid(99)) and not objects.has_waiters(oid(98))
+    for i in range(1, 6):  # nothing keeps it any more
+        objects.add_payload(oid(i), inline())
+        objects.release_primary([oid(i)])
+    assert not objects.is_ready(oid(0))
+    objects.add_payload(oid(99), inline())
+    objects.add_payload(oid(98), inline())
+    assert answers == []  # nobody to answer
