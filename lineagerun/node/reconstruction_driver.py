@@ -428,10 +428,23 @@ class ReconstructionDriver:
         op = self._write_attempt(attempt, lineage_pb2.PENDING_NODE, self.node_id, None)
         if attempt.reason == rc.REPLAY:
             op = CasOp(op.key, None, op.value)
+        # Its arguments stay while the attempt is written (a retried task's
+        # forward pin went with its dead node; the route pins them next).
+        holder = f"retrying:{attempt.task_id.hex()}:{attempt.attempt_number}"
+        arg_ids = specs.arg_object_ids(attempt.spec)
+        if arg_ids:
+            self.manager.objects.pin(arg_ids, holder)
         future = self.manager.writer.write_now([op])
-        future.add_done_callback(lambda f: self._attempt_written(attempt, owner, f))
+        future.add_done_callback(lambda f: self._attempt_written(attempt, owner, f, holder if arg_ids else ""))
 
-    def _attempt_written(self, attempt: _Attempt, owner, future: asyncio.Future) -> None:
+    def _attempt_written(self, attempt: _Attempt, owner, future: asyncio.Future, holder: str = "") -> None:
+        try:
+            self._route_attempt(attempt, owner, future)
+        finally:
+            if holder:
+                self.manager.objects.release_holder(holder)
+
+    def _route_attempt(self, attempt: _Attempt, owner, future: asyncio.Future) -> None:
         if self._attempts.get(attempt.task_id) is not attempt:
             return
         if future.exception() is not None:
