@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from lineagerun.rpc import common_pb2 as lineagerun_dot_rpc_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"lineagerun/rpc/control_store.proto\x12\x0elineagerun.rpc\x1a\x1blineagerun/rpc/common.proto\"\x88\x01\n\x02Op\x12\"\n\x03put\x18\x01 \x01(\x0b\x32\x13.lineagerun.rpc.PutH\x00\x12(\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x16.lineagerun.rpc.DeleteH\x00\x12,\n\x03\x63\x61s\x18\x03 \x01(\x0b\x32\x1d.lineagerun.rpc.CompareAndSetH\x00\x42\x06\n\x04kind\"!\n\x03Put\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x15\n\x06\x44\x65lete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"q\n\rCompareAndSet\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x10\n\x08\x65xpected\x18\x02 \x01(\x0c\x12\x15\n\rexpect_absent\x18\x03 \x01(\x08\x12\x11\n\tnew_value\x18\x04 \x01(\x0c\x12\x17\n\x0f\x64\x65lete_on_match\x18\x05 \x01(\x08\"8\n\x08OpResult\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07present\x18\x02 \x01(\x08\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\x0c\"\x90\x01\n\x0cWriteRequest\x12\r\n\x05shard\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x12\n\nclient_seq\x18\x04 \x01(\x04\x12\x1a\n\x12\x63lient_acked_below\x18\x05 \x01(\x04\x12\x1f\n\x03ops\x18\x06 \x03(\x0b\x32\x12.lineagerun.rpc.Op\"S\n\nWriteReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12)\n\x07results\x18\x03 \x03(\x0b\x32\x18.lineagerun.rpc.OpResult\"=\n\x0bReadRequest\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x11\n\tmin_epoch\x18\x02 \x01(\x04\x12\x0c\n\x04keys\x18\x03 \x03(\x0c\"S\n\tReadReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12*\n\x06values\x18\x03 \x03(\x0b\x32\x1a.lineagerun.rpc.MaybeValue\",\n\nMaybeValue\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\"v\n\x0bScanRequest\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x11\n\tmin_epoch\x18\x02 \x01(\x04\x12\x0e\n\x06prefix\x18\x03 \x01(\x0c\x12\x13\n\x0bstart_after\x18\x04 \x01(\x0c\x12\r\n\x05limit\x18\x05 \x01(\r\x12\x11\n\tkeys_only\x18\x06 \x01(\x08\"^\n\tScanReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\'\n\x05items\x18\x03 \x03(\x0b\x32\x18.lineagerun.rpc.KeyValue\x12\x0c\n\x04more\x18\x04 \x01(\x08\"&\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"V\n\x10SubscribeRequest\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x11\n\tmin_epoch\x18\x02 \x01(\x04\x12\x0e\n\x06prefix\x18\x03 \x01(\x0c\x12\x10\n\x08\x66rom_seq\x18\x04 \x01(\x04\"B\n\x06\x43hange\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\"s\n\x0b\x43hangeBatch\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\'\n\x07\x63hanges\x18\x02 \x03(\x0b\x32\x16.lineagerun.rpc.Change\x12\x15\n\rcommitted_seq\x18\x03 \x01(\x04\x12\x15\n\rcompacted_seq\x18\x04 \x01(\x04\"\xc1\x01\n\x08LogEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x12\n\nclient_seq\x18\x04 \x01(\x04\x12\x1a\n\x12\x63lient_acked_below\x18\x05 \x01(\x04\x12+\n\tmutations\x18\x06 \x03(\x0b\x32\x18.lineagerun.rpc.Mutation\x12)\n\x07results\x18\x07 \x03(\x0b\x32\x18.lineagerun.rpc.OpResult\"7\n\x08Mutation\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x0c\"\x8f\x02\n\x0c\x46orwardBatch\x12\r\n\x05shard\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x11\n\tsender_id\x18\x03 \x01(\t\x12)\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x18.lineagerun.rpc.LogEntry\x12\x15\n\rcommitted_seq\x18\x05 \x01(\x04\x12\x30\n\x0esnapshot_items\x18\x06 \x03(\x0b\x32\x18.lineagerun.rpc.KeyValue\x12\x16\n\x0esnapshot_begin\x18\x07 \x01(\x08\x12\x14\n\x0csnapshot_end\x18\x08 \x01(\x08\x12\x14\n\x0csnapshot_seq\x18\t \x01(\x04\x12\x16\n\x0esnapshot_epoch\x18\n \x01(\x04\"u\n\nForwardAck\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x02 \x01(\x04\x12\x15\n\rapplied_epoch\x18\x03 \x01(\x04\x12\x15\n\rcommitted_seq\x18\x04 \x01(\x04\x12\x15\n\rneed_snapshot\x18\x05 \x01(\x08\"M\n\x0c\x43onfigUpdate\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.lineagerun.rpc.ChainConfig\x12\x10\n\x08lease_ms\x18\x02 \x01(\x04\"\x1a\n\tConfigAck\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"#\n\x12\x43hainConfigRequest\x12\r\n\x05shard\x18\x01 \x01(\r\"\x16\n\x14ReplicaStatusRequest\"\xd6\x01\n\rReplicaStatus\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x05 \x01(\x04\x12\x15\n\rapplied_epoch\x18\x06 \x01(\x04\x12\x15\n\rcommitted_seq\x18\x07 \x01(\x04\x12\x13\n\x0blease_valid\x18\x08 \x01(\x08\x12\x19\n\x11num_keys_estimate\x18\t \x01(\x04\x12\x12\n\ncluster_id\x18\n \x01(\t2\xda\x04\n\x13\x43ontrolStoreReplica\x12\x41\n\x05Write\x12\x1c.lineagerun.rpc.WriteRequest\x1a\x1a.lineagerun.rpc.WriteReply\x12>\n\x04Read\x12\x1b.lineagerun.rpc.ReadRequest\x1a\x19.lineagerun.rpc.ReadReply\x12>\n\x04Scan\x12\x1b.lineagerun.rpc.ScanRequest\x1a\x19.lineagerun.rpc.ScanReply\x12L\n\tSubscribe\x12 .lineagerun.rpc.SubscribeRequest\x1a\x1b.lineagerun.rpc.ChangeBatch0\x01\x12G\n\x07\x46orward\x12\x1c.lineagerun.rpc.ForwardBatch\x1a\x1a.lineagerun.rpc.ForwardAck(\x01\x30\x01\x12G\n\x0cUpdateConfig\x12\x1c.lineagerun.rpc.ConfigUpdate\x1a\x19.lineagerun.rpc.ConfigAck\x12M\n\x06Status\x12$.lineagerun.rpc.ReplicaStatusRequest\x1a\x1d.lineagerun.rpc.ReplicaStatus\x12Q\n\x0eGetChainConfig\x12\".lineagerun.rpc.ChainConfigRequest\x1a\x1b.lineagerun.rpc.ChainConfigb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"lineagerun/rpc/control_store.proto\x12\x0elineagerun.rpc\x1a\x1blineagerun/rpc/common.proto\"\x88\x01\n\x02Op\x12\"\n\x03put\x18\x01 \x01(\x0b\x32\x13.lineagerun.rpc.PutH\x00\x12(\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x16.lineagerun.rpc.DeleteH\x00\x12,\n\x03\x63\x61s\x18\x03 \x01(\x0b\x32\x1d.lineagerun.rpc.CompareAndSetH\x00\x42\x06\n\x04kind\"!\n\x03Put\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x15\n\x06\x44\x65lete\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"q\n\rCompareAndSet\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x10\n\x08\x65xpected\x18\x02 \x01(\x0c\x12\x15\n\rexpect_absent\x18\x03 \x01(\x08\x12\x11\n\tnew_value\x18\x04 \x01(\x0c\x12\x17\n\x0f\x64\x65lete_on_match\x18\x05 \x01(\x08\"8\n\x08OpResult\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07present\x18\x02 \x01(\x08\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\x0c\"\x90\x01\n\x0cWriteRequest\x12\r\n\x05shard\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x12\n\nclient_seq\x18\x04 \x01(\x04\x12\x1a\n\x12\x63lient_acked_below\x18\x05 \x01(\x04\x12\x1f\n\x03ops\x18\x06 \x03(\x0b\x32\x12.lineagerun.rpc.Op\"S\n\nWriteReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12)\n\x07results\x18\x03 \x03(\x0b\x32\x18.lineagerun.rpc.OpResult\"R\n\rStreamedWrite\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.lineagerun.rpc.WriteRequest\"\x99\x01\n\x12StreamedWriteReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12)\n\x05reply\x18\x02 \x01(\x0b\x32\x1a.lineagerun.rpc.WriteReply\x12-\n\nerror_code\x18\x03 \x01(\x0e\x32\x19.lineagerun.rpc.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\"=\n\x0bReadRequest\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x11\n\tmin_epoch\x18\x02 \x01(\x04\x12\x0c\n\x04keys\x18\x03 \x03(\x0c\"S\n\tReadReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12*\n\x06values\x18\x03 \x03(\x0b\x32\x1a.lineagerun.rpc.MaybeValue\",\n\nMaybeValue\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\"v\n\x0bScanRequest\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x11\n\tmin_epoch\x18\x02 \x01(\x04\x12\x0e\n\x06prefix\x18\x03 \x01(\x0c\x12\x13\n\x0bstart_after\x18\x04 \x01(\x0c\x12\r\n\x05limit\x18\x05 \x01(\r\x12\x11\n\tkeys_only\x18\x06 \x01(\x08\"^\n\tScanReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\'\n\x05items\x18\x03 \x03(\x0b\x32\x18.lineagerun.rpc.KeyValue\x12\x0c\n\x04more\x18\x04 \x01(\x08\"&\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"V\n\x10SubscribeRequest\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x11\n\tmin_epoch\x18\x02 \x01(\x04\x12\x0e\n\x06prefix\x18\x03 \x01(\x0c\x12\x10\n\x08\x66rom_seq\x18\x04 \x01(\x04\"B\n\x06\x43hange\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x0b\n\x03seq\x18\x04 \x01(\x04\"s\n\x0b\x43hangeBatch\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\'\n\x07\x63hanges\x18\x02 \x03(\x0b\x32\x16.lineagerun.rpc.Change\x12\x15\n\rcommitted_seq\x18\x03 \x01(\x04\x12\x15\n\rcompacted_seq\x18\x04 \x01(\x04\"\xc1\x01\n\x08LogEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x12\n\nclient_seq\x18\x04 \x01(\x04\x12\x1a\n\x12\x63lient_acked_below\x18\x05 \x01(\x04\x12+\n\tmutations\x18\x06 \x03(\x0b\x32\x18.lineagerun.rpc.Mutation\x12)\n\x07results\x18\x07 \x03(\x0b\x32\x18.lineagerun.rpc.OpResult\"7\n\x08Mutation\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\x0c\"\x8f\x02\n\x0c\x46orwardBatch\x12\r\n\x05shard\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x11\n\tsender_id\x18\x03 \x01(\t\x12)\n\x07\x65ntries\x18\x04 \x03(\x0b\x32\x18.lineagerun.rpc.LogEntry\x12\x15\n\rcommitted_seq\x18\x05 \x01(\x04\x12\x30\n\x0esnapshot_items\x18\x06 \x03(\x0b\x32\x18.lineagerun.rpc.KeyValue\x12\x16\n\x0esnapshot_begin\x18\x07 \x01(\x08\x12\x14\n\x0csnapshot_end\x18\x08 \x01(\x08\x12\x14\n\x0csnapshot_seq\x18\t \x01(\x04\x12\x16\n\x0esnapshot_epoch\x18\n \x01(\x04\"u\n\nForwardAck\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x02 \x01(\x04\x12\x15\n\rapplied_epoch\x18\x03 \x01(\x04\x12\x15\n\rcommitted_seq\x18\x04 \x01(\x04\x12\x15\n\rneed_snapshot\x18\x05 \x01(\x08\"M\n\x0c\x43onfigUpdate\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.lineagerun.rpc.ChainConfig\x12\x10\n\x08lease_ms\x18\x02 \x01(\x04\"\x1a\n\tConfigAck\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"#\n\x12\x43hainConfigRequest\x12\r\n\x05shard\x18\x01 \x01(\r\"\x16\n\x14ReplicaStatusRequest\"\xd6\x01\n\rReplicaStatus\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x05 \x01(\x04\x12\x15\n\rapplied_epoch\x18\x06 \x01(\x04\x12\x15\n\rcommitted_seq\x18\x07 \x01(\x04\x12\x13\n\x0blease_valid\x18\x08 \x01(\x08\x12\x19\n\x11num_keys_estimate\x18\t \x01(\x04\x12\x12\n\ncluster_id\x18\n \x01(\t2\xb0\x05\n\x13\x43ontrolStoreReplica\x12\x41\n\x05Write\x12\x1c.lineagerun.rpc.WriteRequest\x1a\x1a.lineagerun.rpc.WriteReply\x12T\n\x0bWriteStream\x12\x1d.lineagerun.rpc.StreamedWrite\x1a\".lineagerun.rpc.StreamedWriteReply(\x01\x30\x01\x12>\n\x04Read\x12\x1b.lineagerun.rpc.ReadRequest\x1a\x19.lineagerun.rpc.ReadReply\x12>\n\x04Scan\x12\x1b.lineagerun.rpc.ScanRequest\x1a\x19.lineagerun.rpc.ScanReply\x12L\n\tSubscribe\x12 .lineagerun.rpc.SubscribeRequest\x1a\x1b.lineagerun.rpc.ChangeBatch0\x01\x12G\n\x07\x46orward\x12\x1c.lineagerun.rpc.ForwardBatch\x1a\x1a.lineagerun.rpc.ForwardAck(\x01\x30\x01\x12G\n\x0cUpdateConfig\x12\x1c.lineagerun.rpc.ConfigUpdate\x1a\x19.lineagerun.rpc.ConfigAck\x12M\n\x06Status\x12$.lineagerun.rpc.ReplicaStatusRequest\x1a\x1d.lineagerun.rpc.ReplicaStatus\x12Q\n\x0eGetChainConfig\x12\".lineagerun.rpc.ChainConfigRequest\x1a\x1b.lineagerun.rpc.ChainConfigb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,42 +46,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WRITEREQUEST']._serialized_end=598
   _globals['_WRITEREPLY']._serialized_start=600
   _globals['_WRITEREPLY']._serialized_end=683
-  _globals['_READREQUEST']._serialized_start=685
-  _globals['_READREQUEST']._serialized_end=746
-  _globals['_READREPLY']._serialized_start=748
-  _globals['_READREPLY']._serialized_end=831
-  _globals['_MAYBEVALUE']._serialized_start=833
-  _globals['_MAYBEVALUE']._serialized_end=877
-  _globals['_SCANREQUEST']._serialized_start=879
-  _globals['_SCANREQUEST']._serialized_end=997
-  _globals['_SCANREPLY']._serialized_start=999
-  _globals['_SCANREPLY']._serialized_end=1093
-  _globals['_KEYVALUE']._serialized_start=1095
-  _globals['_KEYVALUE']._serialized_end=1133
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1135
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1221
-  _globals['_CHANGE']._serialized_start=1223
-  _globals['_CHANGE']._serialized_end=1289
-  _globals['_CHANGEBATCH']._serialized_start=1291
-  _globals['_CHANGEBATCH']._serialized_end=1406
-  _globals['_LOGENTRY']._serialized_start=1409
-  _globals['_LOGENTRY']._serialized_end=1602
-  _globals['_MUTATION']._serialized_start=1604
-  _globals['_MUTATION']._serialized_end=1659
-  _globals['_FORWARDBATCH']._serialized_start=1662
-  _globals['_FORWARDBATCH']._serialized_end=1933
-  _globals['_FORWARDACK']._serialized_start=1935
-  _globals['_FORWARDACK']._serialized_end=2052
-  _globals['_CONFIGUPDATE']._serialized_start=2054
-  _globals['_CONFIGUPDATE']._serialized_end=2131
-  _globals['_CONFIGACK']._serialized_start=2133
-  _globals['_CONFIGACK']._serialized_end=2159
-  _globals['_CHAINCONFIGREQUEST']._serialized_start=2161
-  _globals['_CHAINCONFIGREQUEST']._serialized_end=2196
-  _globals['_REPLICASTATUSREQUEST']._serialized_start=2198
-  _globals['_REPLICASTATUSREQUEST']._serialized_end=2220
-  _globals['_REPLICASTATUS']._serialized_start=2223
-  _globals['_REPLICASTATUS']._serialized_end=2437
-  _globals['_CONTROLSTOREREPLICA']._serialized_start=2440
-  _globals['_CONTROLSTOREREPLICA']._serialized_end=3042
+  _globals['_STREAMEDWRITE']._serialized_start=685
+  _globals['_STREAMEDWRITE']._serialized_end=767
+  _globals['_STREAMEDWRITEREPLY']._serialized_start=770
+  _globals['_STREAMEDWRITEREPLY']._serialized_end=923
+  _globals['_READREQUEST']._serialized_start=925
+  _globals['_READREQUEST']._serialized_end=986
+  _globals['_READREPLY']._serialized_start=988
+  _globals['_READREPLY']._serialized_end=1071
+  _globals['_MAYBEVALUE']._serialized_start=1073
+  _globals['_MAYBEVALUE']._serialized_end=1117
+  _globals['_SCANREQUEST']._serialized_start=1119
+  _globals['_SCANREQUEST']._serialized_end=1237
+  _globals['_SCANREPLY']._serialized_start=1239
+  _globals['_SCANREPLY']._serialized_end=1333
+  _globals['_KEYVALUE']._serialized_start=1335
+  _globals['_KEYVALUE']._serialized_end=1373
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1375
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1461
+  _globals['_CHANGE']._serialized_start=1463
+  _globals['_CHANGE']._serialized_end=1529
+  _globals['_CHANGEBATCH']._serialized_start=1531
+  _globals['_CHANGEBATCH']._serialized_end=1646
+  _globals['_LOGENTRY']._serialized_start=1649
+  _globals['_LOGENTRY']._serialized_end=1842
+  _globals['_MUTATION']._serialized_start=1844
+  _globals['_MUTATION']._serialized_end=1899
+  _globals['_FORWARDBATCH']._serialized_start=1902
+  _globals['_FORWARDBATCH']._serialized_end=2173
+  _globals['_FORWARDACK']._serialized_start=2175
+  _globals['_FORWARDACK']._serialized_end=2292
+  _globals['_CONFIGUPDATE']._serialized_start=2294
+  _globals['_CONFIGUPDATE']._serialized_end=2371
+  _globals['_CONFIGACK']._serialized_start=2373
+  _globals['_CONFIGACK']._serialized_end=2399
+  _globals['_CHAINCONFIGREQUEST']._serialized_start=2401
+  _globals['_CHAINCONFIGREQUEST']._serialized_end=2436
+  _globals['_REPLICASTATUSREQUEST']._serialized_start=2438
+  _globals['_REPLICASTATUSREQUEST']._serialized_end=2460
+  _globals['_REPLICASTATUS']._serialized_start=2463
+  _globals['_REPLICASTATUS']._serialized_end=2677
+  _globals['_CONTROLSTOREREPLICA']._serialized_start=2680
+  _globals['_CONTROLSTOREREPLICA']._serialized_end=3368
 # @@protoc_insertion_point(module_scope)

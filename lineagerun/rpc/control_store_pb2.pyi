@@ -81,6 +81,26 @@ class WriteReply(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[OpResult]
     def __init__(self, epoch: _Optional[int] = ..., seq: _Optional[int] = ..., results: _Optional[_Iterable[_Union[OpResult, _Mapping]]] = ...) -> None: ...
 
+class StreamedWrite(_message.Message):
+    __slots__ = ("request_id", "request")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    request: WriteRequest
+    def __init__(self, request_id: _Optional[int] = ..., request: _Optional[_Union[WriteRequest, _Mapping]] = ...) -> None: ...
+
+class StreamedWriteReply(_message.Message):
+    __slots__ = ("request_id", "reply", "error_code", "error_message")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    reply: WriteReply
+    error_code: _common_pb2.ErrorCode
+    error_message: str
+    def __init__(self, request_id: _Optional[int] = ..., reply: _Optional[_Union[WriteReply, _Mapping]] = ..., error_code: _Optional[_Union[_common_pb2.ErrorCode, str]] = ..., error_message: _Optional[str] = ...) -> None: ...
+
 class ReadRequest(_message.Message):
     __slots__ = ("shard", "min_epoch", "keys")
     SHARD_FIELD_NUMBER: _ClassVar[int]

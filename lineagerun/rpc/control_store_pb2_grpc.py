@@ -40,6 +40,11 @@ class ControlStoreReplicaStub:
                 request_serializer=lineagerun_dot_rpc_dot_control__store__pb2.WriteRequest.SerializeToString,
                 response_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.WriteReply.FromString,
                 _registered_method=True)
+        self.WriteStream = channel.stream_stream(
+                '/lineagerun.rpc.ControlStoreReplica/WriteStream',
+                request_serializer=lineagerun_dot_rpc_dot_control__store__pb2.StreamedWrite.SerializeToString,
+                response_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.StreamedWriteReply.FromString,
+                _registered_method=True)
         self.Read = channel.unary_unary(
                 '/lineagerun.rpc.ControlStoreReplica/Read',
                 request_serializer=lineagerun_dot_rpc_dot_control__store__pb2.ReadRequest.SerializeToString,
@@ -81,6 +86,12 @@ class ControlStoreReplicaServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Write(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteStream(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +146,11 @@ def add_ControlStoreReplicaServicer_to_server(servicer, server):
                     servicer.Write,
                     request_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.WriteRequest.FromString,
                     response_serializer=lineagerun_dot_rpc_dot_control__store__pb2.WriteReply.SerializeToString,
+            ),
+            'WriteStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.WriteStream,
+                    request_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.StreamedWrite.FromString,
+                    response_serializer=lineagerun_dot_rpc_dot_control__store__pb2.StreamedWriteReply.SerializeToString,
             ),
             'Read': grpc.unary_unary_rpc_method_handler(
                     servicer.Read,
@@ -199,6 +215,33 @@ class ControlStoreReplica:
             '/lineagerun.rpc.ControlStoreReplica/Write',
             lineagerun_dot_rpc_dot_control__store__pb2.WriteRequest.SerializeToString,
             lineagerun_dot_rpc_dot_control__store__pb2.WriteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lineagerun.rpc.ControlStoreReplica/WriteStream',
+            lineagerun_dot_rpc_dot_control__store__pb2.StreamedWrite.SerializeToString,
+            lineagerun_dot_rpc_dot_control__store__pb2.StreamedWriteReply.FromString,
             options,
             channel_credentials,
             insecure,

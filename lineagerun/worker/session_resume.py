@@ -134,6 +134,10 @@ class SessionResume:
 
     def sent(self, message: node_pb2.ClientMessage) -> None:
         """A message went to the stream (it may not have arrived)."""
+        if message.WhichOneof("kind") == "batch":
+            for one in message.batch.messages:
+                self.sent(one)
+            return
         if message.WhichOneof("kind") not in REPLAYED_KINDS:
             return
         with self._lock:

@@ -89,23 +89,26 @@ def test_unreachable_head_falls_back_to_the_sync_retries(store, monkeypatch):
 
 
 def test_an_applied_attempt_whose_answer_is_lost_is_not_applied_again(store, monkeypatch):
-    """The first attempt reaches the head and is applied, then the call
-    fails on the client side: the retry carries the same client_seq, so the
-    CAS-on-absent is answered as applied (deduplicated), not as a conflict."""
+    """The first attempt reaches the head and is applied, then its answer
+    is lost: the retry carries the same client_seq, so the CAS-on-absent is
+    answered as applied (deduplicated), not as a conflict."""
 
-    class LosingStub:
-        def __init__(self, stub):
-            self.stub = stub
+    class LosingStream:
+        broken = False
 
-        async def Write(self, request, timeout):
-            await self.stub.Write(request, timeout=timeout)
-            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                       "answer lost")
+        def __init__(self, stream):
+            self.stream = stream
+
+        async def write(self, request, timeout_s):
+            await self.stream.write(request, timeout_s)
+            return None  # as if the stream broke before the answer came
+
+        def close(self):
+            self.stream.close()
 
     async def body(writer):
-        real_stub = writer._stub
-
-        monkeypatch.setattr(writer, "_stub", lambda head: LosingStub(real_stub(head)))
+        real_stream = writer._stream
+        monkeypatch.setattr(writer, "_stream", lambda head: LosingStream(real_stream(head)))
         results = await writer.write_batch([CasOp(b"aio/once", None, b"first")])
         return results, writer.fallbacks
 
@@ -113,6 +116,103 @@ def test_an_applied_attempt_whose_answer_is_lost_is_not_applied_again(store, mon
     assert fallbacks == 1
     assert results[0].ok, "the retry was applied as a second CAS instead of being deduplicated"
     assert store.get(b"aio/once") == b"first"
+
+
+def test_writes_share_one_stream_per_head(store):
+    async def body(writer):
+        results = await asyncio.gather(*(writer.write_batch([PutOp(b"aio/s%d" % i, b"%d" % i)]) for i in range(20)))
+        more = await writer.write_batch([PutOp(b"aio/s-last", b"x")])
+        return results + [more], writer.streams_opened, writer.fast_writes
+
+    results, opened, fast = run_with_writer(store, body)
+    assert all(r[0].ok for r in results)
+    assert (opened, fast) == (1, 21)
+    assert store.get(b"aio/s7") == b"7"
+
+
+def test_a_refused_streamed_write_is_answered_with_its_typed_code_and_the_stream_goes_on(store):
+    """A write the head refuses comes back under its request id with the
+    error's code; the writes after it on the same stream still land."""
+    from lineagerun.rpc import common_pb2, control_store_pb2, control_store_pb2_grpc
+    from lineagerun.transport.auth import call_metadata
+    from lineagerun.transport.channels import make_aio_channel
+
+    route = store._cache.cached_route(0)
+
+    async def main():
+        channel = make_aio_channel(store._cache.dial_address(route.head), None)
+        try:
+            call = control_store_pb2_grpc.ControlStoreReplicaStub(channel).WriteStream(
+                metadata=call_metadata(store._cache.token()))
+            bad = control_store_pb2.WriteRequest(shard=route.shard + 7, epoch=route.epoch, client_id="t-stream",
+                                                 client_seq=1, ops=[control_store_pb2.Op(
+                                                     put=control_store_pb2.Put(key=b"aio/x", value=b"x"))])
+            good = control_store_pb2.WriteRequest(shard=route.shard, epoch=route.epoch, client_id="t-stream",
+                                                  client_seq=2, ops=[control_store_pb2.Op(
+                                                      put=control_store_pb2.Put(key=b"aio/after", value=b"y"))])
+            await call.write(control_store_pb2.StreamedWrite(request_id=11, request=bad))
+            first = await call.read()
+            await call.write(control_store_pb2.StreamedWrite(request_id=12, request=good))
+            second = await call.read()
+            await call.done_writing()
+            return first, second
+        finally:
+            await channel.close()
+
+    first, second = asyncio.run(asyncio.wait_for(main(), 30))
+    assert first.request_id == 11 and first.error_code == common_pb2.WRONG_SHARD
+    assert "shard" in first.error_message and not first.HasField("reply")
+    assert second.request_id == 12 and second.error_code == common_pb2.ERROR_UNSPECIFIED
+    assert len(second.reply.results) == 1 and second.reply.results[0].ok
+    assert store.get(b"aio/after") == b"y"
+
+
+def test_a_stream_without_the_token_is_refused(store):
+    from lineagerun.rpc import control_store_pb2, control_store_pb2_grpc
+    from lineagerun.transport.channels import make_aio_channel
+
+    route = store._cache.cached_route(0)
+
+    async def main():
+        channel = make_aio_channel(store._cache.dial_address(route.head), None)
+        try:
+            call = control_store_pb2_grpc.ControlStoreReplicaStub(channel).WriteStream()
+            await call.write(control_store_pb2.StreamedWrite(request_id=1, request=control_store_pb2.WriteRequest(
+                shard=route.shard, client_id="t-no-token", client_seq=1,
+                ops=[control_store_pb2.Op(put=control_store_pb2.Put(key=b"aio/intruder", value=b"x"))])))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call.read()
+            return refused.value.code()
+        finally:
+            await channel.close()
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == grpc.StatusCode.UNAUTHENTICATED
+    assert store.get(b"aio/intruder") is None
+
+
+def test_an_unanswered_stream_is_dropped_and_its_write_retried(store, monkeypatch):
+    """No answer within the attempt timeout: the write takes the synchronous
+    path and the next write opens a new stream."""
+    import lineagerun.control.client_aio as client_aio
+
+    monkeypatch.setattr(client_aio, "ATTEMPT_TIMEOUT_S", 0.3)
+
+    class MuteStream(client_aio.WriteStream):
+        def _answer(self, streamed):  # the answer never reaches the writer
+            return None
+
+    async def body(writer):
+        real = client_aio.WriteStream
+        monkeypatch.setattr(client_aio, "WriteStream", MuteStream)
+        first = await writer.write_batch([PutOp(b"aio/mute", b"1")])
+        monkeypatch.setattr(client_aio, "WriteStream", real)
+        second = await writer.write_batch([PutOp(b"aio/heard", b"2")])
+        return first, second, writer.fallbacks, writer.streams_opened, writer.fast_writes
+
+    first, second, fallbacks, opened, fast = run_with_writer(store, body)
+    assert first[0].ok and second[0].ok
+    assert (fallbacks, opened, fast) == (1, 2, 1)
+    assert store.get(b"aio/mute") == b"1" and store.get(b"aio/heard") == b"2"
 
 
 def test_no_cached_configuration_goes_to_a_thread_not_the_loop(store, monkeypatch):

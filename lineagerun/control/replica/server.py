@@ -32,9 +32,9 @@ from lineagerun.core.chain.replica_events import (
     WritesArrived,
 )
 from lineagerun.exceptions import RpcError, UnavailableError, WrongShardError
-from lineagerun.rpc import control_store_pb2, control_store_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
+from lineagerun.rpc import common_pb2, control_store_pb2, control_store_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc
 from lineagerun.transport import channels
-from lineagerun.transport.errors import abort_aio, from_rpc_error
+from lineagerun.transport.errors import abort_aio, code_of, from_rpc_error
 
 log = logging.getLogger(__name__)
 
@@ -196,15 +196,61 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
             await abort_aio(context, err)
 
     async def Write(self, request, context):
+        try:
+            future = self._park_write(request)
+        except RpcError as err:
+            await abort_aio(context, err)
+        return await self._answer(future, context)
+
+    async def WriteStream(self, request_iterator, context):
+        """Writes of one client on one stream, each parked for the group
+        commit like a Write and answered under its request_id."""
+        replies: asyncio.Queue = asyncio.Queue()
+        state = {"outstanding": 0, "reading": True}
+
+        def answered(request_id: int, future: asyncio.Future) -> None:
+            state["outstanding"] -= 1
+            replies.put_nowait(_streamed_reply(request_id, future))
+            if not state["reading"] and state["outstanding"] == 0:
+                replies.put_nowait(None)
+
+        async def read() -> None:
+            try:
+                async for streamed in request_iterator:
+                    try:
+                        future = self._park_write(streamed.request)
+                    except RpcError as err:
+                        replies.put_nowait(_streamed_error(streamed.request_id, err))
+                        continue
+                    state["outstanding"] += 1
+                    future.add_done_callback(lambda f, request_id=streamed.request_id: answered(request_id, f))
+            except (grpc.RpcError, asyncio.CancelledError):
+                pass
+            finally:
+                state["reading"] = False
+                if state["outstanding"] == 0:
+                    replies.put_nowait(None)
+
+        reader = asyncio.get_running_loop().create_task(read())
+        try:
+            while True:
+                reply = await replies.get()
+                if reply is None:
+                    break
+                await context.write(reply)
+        finally:
+            reader.cancel()
+
+    def _park_write(self, request) -> asyncio.Future:
+        """The future of a client write, sent with the next group commit."""
         if len(self.pending_writes) >= PENDING_WRITES_MAX:
-            await abort_aio(context, UnavailableError(
-                f"replica {self.core.me} has {len(self.pending_writes)} writes queued; retry later"))
+            raise UnavailableError(f"replica {self.core.me} has {len(self.pending_writes)} writes queued; retry later")
         call_id, future = self._new_call()
         self.pending_writes.append(ClientWrite(call_id, request))
         if not self.flush_scheduled:
             self.flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_writes)
-        return await self._answer(future, context)
+        return future
 
     def _flush_writes(self) -> None:
         self.flush_scheduled = False
@@ -286,6 +332,25 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
 
     def on_link_lost(self, target_id: str) -> None:
         self.handle(LinkLost(target_id, now_ms()))
+
+
+_ERROR_CODES = dict(common_pb2.ErrorCode.items())
+
+
+def _streamed_reply(request_id: int, future: asyncio.Future) -> control_store_pb2.StreamedWriteReply:
+    if future.cancelled():
+        return _streamed_error(request_id, UnavailableError("the write was cancelled: the replica is stopping"))
+    error = future.exception()
+    if error is not None:
+        return _streamed_error(request_id, error)
+    return control_store_pb2.StreamedWriteReply(request_id=request_id, reply=future.result())
+
+
+def _streamed_error(request_id: int, error: BaseException) -> control_store_pb2.StreamedWriteReply:
+    message = str(error) or type(error).__name__
+    return control_store_pb2.StreamedWriteReply(
+        request_id=request_id, error_code=_ERROR_CODES.get(code_of(error), common_pb2.INTERNAL),
+        error_message=message[:4000])
 
 
 def print_fatal(error: Exception) -> None:
