@@ -31,6 +31,7 @@ class FakeNode(node_pb2_grpc.NodeManagerServicer):
     def __init__(self, store_session_id: str):
         self.store_session_id = store_session_id
         self.received: queue.SimpleQueue = queue.SimpleQueue()
+        self.stream_kinds: list[list[str]] = []  # per stream message: the kinds it carried
 
     def Session(self, request_iterator, context):
         first = next(request_iterator)
@@ -38,12 +39,16 @@ class FakeNode(node_pb2_grpc.NodeManagerServicer):
         yield node_pb2.NodeMessage(registered=node_pb2.Registered(
             node_id=b"\x01" * 28, job_id=JOB.binary(), store_session_id=self.store_session_id,
             inline_object_max_bytes=INLINE_MAX_BYTES))
-        for message in request_iterator:
-            self.received.put(message)
-            if message.WhichOneof("kind") == "get_objects":
-                get = message.get_objects
-                yield node_pb2.NodeMessage(objects_reply=node_pb2.ObjectsReply(
-                    request_id=get.request_id, timed_out=True))
+        for stream_message in request_iterator:
+            batched = stream_message.WhichOneof("kind") == "batch"
+            ones = list(stream_message.batch.messages) if batched else [stream_message]
+            self.stream_kinds.append([one.WhichOneof("kind") for one in ones])
+            for message in ones:  # handled in order, as the node manager does
+                self.received.put(message)
+                if message.WhichOneof("kind") == "get_objects":
+                    get = message.get_objects
+                    yield node_pb2.NodeMessage(objects_reply=node_pb2.ObjectsReply(
+                        request_id=get.request_id, timed_out=True))
 
     def messages(self, kind: str, count: int, timeout_s: float = 5.0) -> list:
         """The next ``count`` messages of ``kind`` (others are kept in order)."""
@@ -165,6 +170,26 @@ def test_dropped_ref_is_released_after_the_submission_naming_it(node, client):
     assert list(released.object_ids) == [object_id]  # not the live return ref
     assert kinds.index("release_objects") > kinds.index("submit_tasks")
     assert returned
+
+
+def test_queued_messages_go_as_one_stream_message_but_values_alone(node, client):
+    """What is queued when the sender takes the next message goes as one
+    batch (a get right after a remote() costs one stream write, not two);
+    puts and function exports go alone (they can be large)."""
+    spec = lineage_pb2.TaskSpec(task_id=b"\x02" * 24)
+    queued = [node_pb2.ClientMessage(submit_tasks=node_pb2.SubmitTasks(specs=[spec])),
+              node_pb2.ClientMessage(get_objects=node_pb2.GetObjects(request_id=10 ** 6, timeout_ms=1)),
+              node_pb2.ClientMessage(release_objects=node_pb2.ReleaseObjects(object_ids=[b"\x03" * 28])),
+              node_pb2.ClientMessage(put_object=node_pb2.PutObject(object_id=b"\x04" * 28)),
+              node_pb2.ClientMessage(cancel_task=node_pb2.CancelTask(task_id=b"\x05" * 24))]
+    node.all_messages(0.2)
+    before = len(node.stream_kinds)
+    with client._outbox_cv:  # the sender finds all five queued at once
+        client._outbox.extend(queued)
+        client._outbox_cv.notify()
+    node.all_messages(0.5)
+    assert node.stream_kinds[before:before + 3] == [["submit_tasks", "get_objects", "release_objects"],
+                                                    ["put_object"], ["cancel_task"]]
 
 
 def test_get_timeout_raises_get_timeout_error(client):
