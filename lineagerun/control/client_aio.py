@@ -20,12 +20,15 @@ The first attempt goes on one ``WriteStream`` per head rather than as a
 ~0.14 ms (docs/runtime.md, "The hot path"). A stream that breaks or does not
 answer within ``ATTEMPT_TIMEOUT_S`` is dropped (the next write opens a new
 one) and its unanswered writes take the fallback above.
+
+Once an ``Answers`` stream at the shard's tail is open, writes are marked
+``answer_at_tail``: the tail answers them as soon as it commits them, one
+chain hop before the head could (``client_streams.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from concurrent.futures import Executor
 from typing import Sequence
@@ -33,15 +36,18 @@ from typing import Sequence
 import grpc
 
 from lineagerun.control.client import ATTEMPT_TIMEOUT_S, ControlStoreClient, Op, OpResult, _result
-from lineagerun.rpc import common_pb2, control_store_pb2, control_store_pb2_grpc
-from lineagerun.transport.auth import call_metadata
+from lineagerun.control.client_streams import TailAnswers, WriteStream
+from lineagerun.rpc import control_store_pb2, control_store_pb2_grpc
 from lineagerun.transport.channels import make_aio_channel
 
 log = logging.getLogger(__name__)
 
-# Channels to heads kept open; a head that changed leaves its channel behind,
-# closed once more than this many are open.
-AIO_CHANNELS_MAX = 4
+# Channels to heads and tails kept open; a replica that left the chain
+# leaves its channel behind, closed once more than this many are open.
+AIO_CHANNELS_MAX = 16
+# After a tail's answers stream broke, writes are answered by the head for
+# this long before the stream is opened again.
+TAIL_REOPEN_DELAY_S = 1.0
 
 
 class AioWriter:
@@ -51,7 +57,9 @@ class AioWriter:
         self.client = client
         self._executor = executor
         self._stubs: dict[str, tuple[grpc.aio.Channel, control_store_pb2_grpc.ControlStoreReplicaStub]] = {}
-        self._streams: dict[str, WriteStream] = {}
+        self._streams: dict[str, WriteStream] = {}  # by head address
+        self._tails: dict[int, TailAnswers] = {}  # by shard
+        self._tail_reopen_s: dict[int, float] = {}
         self.streams_opened = 0
         self.fast_writes = 0
         self.fallbacks = 0
@@ -71,10 +79,11 @@ class AioWriter:
         wire = [op for _, op, _ in wire_ops]
         begun = client._begin_request()
         try:
+            tail = self._tail_answers(route)
             request = control_store_pb2.WriteRequest(
                 shard=route.shard, epoch=route.epoch, client_id=client.client_id, client_seq=begun[0],
-                client_acked_below=begun[1], ops=wire)
-            reply = await self._stream(route.head).write(request, ATTEMPT_TIMEOUT_S)
+                client_acked_below=begun[1], ops=wire, answer_at_tail=tail is not None)
+            reply = await self._stream(route.head).write(request, ATTEMPT_TIMEOUT_S, tail)
             if reply is not None and len(reply.results) == len(wire):
                 self.fast_writes += 1
                 return [_result(r) for r in reply.results]
@@ -92,98 +101,57 @@ class AioWriter:
             self.streams_opened += 1
         return stream
 
-    def _stub(self, head: str) -> control_store_pb2_grpc.ControlStoreReplicaStub:
-        entry = self._stubs.get(head)
+    def _tail_answers(self, route) -> TailAnswers | None:
+        """The open answers stream at the shard's tail, None while there is
+        none yet (one is being opened) or it broke a moment ago."""
+        tail = self._tails.get(route.shard)
+        if tail is not None and tail.address == route.tail and not tail.broken:
+            return tail if tail.ready else None
+        now_s = asyncio.get_running_loop().time()
+        if tail is not None:
+            del self._tails[route.shard]
+            if tail.broken:  # not hammering a tail that just failed
+                self._tail_reopen_s[route.shard] = now_s + TAIL_REOPEN_DELAY_S
+            else:  # the chain changed
+                tail.close()
+        if now_s < self._tail_reopen_s.get(route.shard, 0.0):
+            return None
+        self._tails[route.shard] = TailAnswers(self._stub(route.tail), self.client._cache.token(), route.shard,
+                                               self.client.client_id, route.tail)
+        return None
+
+    def _stub(self, address: str) -> control_store_pb2_grpc.ControlStoreReplicaStub:
+        entry = self._stubs.get(address)
         if entry is None:
             cache = self.client._cache
             # No token interceptor: an intercepted stream hands every write to
-            # a task of its own; the stream carries the token itself.
-            channel = make_aio_channel(cache.dial_address(head), None)
-            entry = self._stubs[head] = (channel, control_store_pb2_grpc.ControlStoreReplicaStub(channel))
+            # a task of its own; the streams carry the token themselves.
+            channel = make_aio_channel(cache.dial_address(address), None)
+            entry = self._stubs[address] = (channel, control_store_pb2_grpc.ControlStoreReplicaStub(channel))
             while len(self._stubs) > AIO_CHANNELS_MAX:
                 oldest = next(iter(self._stubs))
                 old_channel, _ = self._stubs.pop(oldest)
-                old_stream = self._streams.pop(oldest, None)
-                if old_stream is not None:
-                    old_stream.close()
+                self._close_streams_to(oldest)
                 asyncio.get_running_loop().create_task(old_channel.close())
         return entry[1]
+
+    def _close_streams_to(self, address: str) -> None:
+        stream = self._streams.pop(address, None)
+        if stream is not None:
+            stream.close()
+        for shard, tail in list(self._tails.items()):
+            if tail.address == address:
+                tail.close()
+                del self._tails[shard]
 
     async def close(self) -> None:
         streams, self._streams = self._streams, {}
         for stream in streams.values():
             stream.close()
+        tails, self._tails = self._tails, {}
+        for tail in tails.values():
+            tail.close()
         stubs, self._stubs = self._stubs, {}
         for channel, _ in stubs.values():
             await channel.close()
 
-
-class WriteStream:
-    """One ``WriteStream`` call to a head: writes go out one at a time, in
-    order, and their answers come back under their request ids."""
-
-    def __init__(self, stub: control_store_pb2_grpc.ControlStoreReplicaStub, token: str | None):
-        self.call = stub.WriteStream(metadata=call_metadata(token) if token else None)
-        self.broken = False
-        self._ids = itertools.count(1)
-        self._answers: dict[int, asyncio.Future] = {}
-        self._sending = asyncio.Lock()  # gRPC takes one message at a time per call
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-
-    async def write(self, request: control_store_pb2.WriteRequest,
-                    timeout_s: float) -> control_store_pb2.WriteReply | None:
-        """The head's answer; None if the write failed, the stream broke or
-        no answer came within ``timeout_s`` (the caller retries elsewhere)."""
-        if self.broken:
-            return None
-        loop = asyncio.get_running_loop()
-        request_id = next(self._ids)
-        answer = self._answers[request_id] = loop.create_future()
-        expiry = loop.call_later(timeout_s, self._expire, answer)
-        try:
-            async with self._sending:
-                await self.call.write(control_store_pb2.StreamedWrite(request_id=request_id, request=request))
-            streamed = await answer
-        except (grpc.RpcError, asyncio.InvalidStateError, _StreamFailed) as err:
-            log.debug("streamed write %d failed: %s", request_id, err)
-            self.close()
-            return None
-        finally:
-            expiry.cancel()
-            self._answers.pop(request_id, None)
-        if streamed.error_code:
-            log.debug("streamed write %d refused: %s %s", request_id,
-                      common_pb2.ErrorCode.Name(streamed.error_code), streamed.error_message)
-            return None
-        return streamed.reply
-
-    def _answer(self, streamed: control_store_pb2.StreamedWriteReply) -> None:
-        answer = self._answers.get(streamed.request_id)
-        if answer is not None and not answer.done():
-            answer.set_result(streamed)
-
-    def _expire(self, answer: asyncio.Future) -> None:
-        if not answer.done():
-            answer.set_exception(_StreamFailed("no answer within the attempt timeout"))
-
-    async def _read(self) -> None:
-        try:
-            async for streamed in self.call:
-                self._answer(streamed)
-        except (grpc.RpcError, asyncio.CancelledError):
-            pass
-        finally:
-            self.broken = True
-            for answer in self._answers.values():
-                if not answer.done():
-                    answer.set_exception(_StreamFailed("the write stream ended"))
-
-    def close(self) -> None:
-        if not self.broken:
-            self.broken = True
-            self.call.cancel()
-        self._reader.cancel()
-
-
-class _StreamFailed(Exception):
-    """A streamed write got no answer; it is retried on the synchronous path."""

@@ -205,7 +205,7 @@ class NodeManager(ActorHandlers, ObjectRequests):
         if not ops:
             return
         future = self.writer.write_now(ops)
-        future.add_done_callback(lambda f: self._specs_written(runs, ops, name_claims, f))
+        future.add_done_callback(lambda f: self._specs_written(runs, name_claims, f))
 
     def _prepare_call(self, run: TaskRun, session: Session, ops: list) -> bool:
         if self._call_taken_elsewhere(run, session):
@@ -241,7 +241,7 @@ class NodeManager(ActorHandlers, ObjectRequests):
         ops.append(PutOp(actor.key, actor.record().SerializeToString()))
         return True
 
-    def _specs_written(self, runs: list[TaskRun], ops: list, name_claims: dict, future: asyncio.Future) -> None:
+    def _specs_written(self, runs: list[TaskRun], name_claims: dict, future: asyncio.Future) -> None:
         try:
             self._schedule_written(runs, name_claims, future)
         finally:

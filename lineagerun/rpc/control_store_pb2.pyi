@@ -56,20 +56,22 @@ class OpResult(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., present: _Optional[bool] = ..., current: _Optional[bytes] = ...) -> None: ...
 
 class WriteRequest(_message.Message):
-    __slots__ = ("shard", "epoch", "client_id", "client_seq", "client_acked_below", "ops")
+    __slots__ = ("shard", "epoch", "client_id", "client_seq", "client_acked_below", "ops", "answer_at_tail")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_SEQ_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ACKED_BELOW_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_AT_TAIL_FIELD_NUMBER: _ClassVar[int]
     shard: int
     epoch: int
     client_id: str
     client_seq: int
     client_acked_below: int
     ops: _containers.RepeatedCompositeFieldContainer[Op]
-    def __init__(self, shard: _Optional[int] = ..., epoch: _Optional[int] = ..., client_id: _Optional[str] = ..., client_seq: _Optional[int] = ..., client_acked_below: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[Op, _Mapping]]] = ...) -> None: ...
+    answer_at_tail: bool
+    def __init__(self, shard: _Optional[int] = ..., epoch: _Optional[int] = ..., client_id: _Optional[str] = ..., client_seq: _Optional[int] = ..., client_acked_below: _Optional[int] = ..., ops: _Optional[_Iterable[_Union[Op, _Mapping]]] = ..., answer_at_tail: _Optional[bool] = ...) -> None: ...
 
 class WriteReply(_message.Message):
     __slots__ = ("epoch", "seq", "results")
@@ -100,6 +102,14 @@ class StreamedWriteReply(_message.Message):
     error_code: _common_pb2.ErrorCode
     error_message: str
     def __init__(self, request_id: _Optional[int] = ..., reply: _Optional[_Union[WriteReply, _Mapping]] = ..., error_code: _Optional[_Union[_common_pb2.ErrorCode, str]] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class AnswersRequest(_message.Message):
+    __slots__ = ("shard", "client_id")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    client_id: str
+    def __init__(self, shard: _Optional[int] = ..., client_id: _Optional[str] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
     __slots__ = ("shard", "min_epoch", "keys")
@@ -202,7 +212,7 @@ class ChangeBatch(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., committed_seq: _Optional[int] = ..., compacted_seq: _Optional[int] = ...) -> None: ...
 
 class LogEntry(_message.Message):
-    __slots__ = ("seq", "epoch", "client_id", "client_seq", "client_acked_below", "mutations", "results")
+    __slots__ = ("seq", "epoch", "client_id", "client_seq", "client_acked_below", "mutations", "results", "answer_at_tail")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +220,7 @@ class LogEntry(_message.Message):
     CLIENT_ACKED_BELOW_FIELD_NUMBER: _ClassVar[int]
     MUTATIONS_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_AT_TAIL_FIELD_NUMBER: _ClassVar[int]
     seq: int
     epoch: int
     client_id: str
@@ -217,7 +228,8 @@ class LogEntry(_message.Message):
     client_acked_below: int
     mutations: _containers.RepeatedCompositeFieldContainer[Mutation]
     results: _containers.RepeatedCompositeFieldContainer[OpResult]
-    def __init__(self, seq: _Optional[int] = ..., epoch: _Optional[int] = ..., client_id: _Optional[str] = ..., client_seq: _Optional[int] = ..., client_acked_below: _Optional[int] = ..., mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[OpResult, _Mapping]]] = ...) -> None: ...
+    answer_at_tail: bool
+    def __init__(self, seq: _Optional[int] = ..., epoch: _Optional[int] = ..., client_id: _Optional[str] = ..., client_seq: _Optional[int] = ..., client_acked_below: _Optional[int] = ..., mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[OpResult, _Mapping]]] = ..., answer_at_tail: _Optional[bool] = ...) -> None: ...
 
 class Mutation(_message.Message):
     __slots__ = ("key", "deleted", "value")

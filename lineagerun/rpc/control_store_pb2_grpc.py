@@ -45,6 +45,11 @@ class ControlStoreReplicaStub:
                 request_serializer=lineagerun_dot_rpc_dot_control__store__pb2.StreamedWrite.SerializeToString,
                 response_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.StreamedWriteReply.FromString,
                 _registered_method=True)
+        self.Answers = channel.unary_stream(
+                '/lineagerun.rpc.ControlStoreReplica/Answers',
+                request_serializer=lineagerun_dot_rpc_dot_control__store__pb2.AnswersRequest.SerializeToString,
+                response_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.StreamedWriteReply.FromString,
+                _registered_method=True)
         self.Read = channel.unary_unary(
                 '/lineagerun.rpc.ControlStoreReplica/Read',
                 request_serializer=lineagerun_dot_rpc_dot_control__store__pb2.ReadRequest.SerializeToString,
@@ -92,6 +97,12 @@ class ControlStoreReplicaServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WriteStream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Answers(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,6 +161,11 @@ def add_ControlStoreReplicaServicer_to_server(servicer, server):
             'WriteStream': grpc.stream_stream_rpc_method_handler(
                     servicer.WriteStream,
                     request_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.StreamedWrite.FromString,
+                    response_serializer=lineagerun_dot_rpc_dot_control__store__pb2.StreamedWriteReply.SerializeToString,
+            ),
+            'Answers': grpc.unary_stream_rpc_method_handler(
+                    servicer.Answers,
+                    request_deserializer=lineagerun_dot_rpc_dot_control__store__pb2.AnswersRequest.FromString,
                     response_serializer=lineagerun_dot_rpc_dot_control__store__pb2.StreamedWriteReply.SerializeToString,
             ),
             'Read': grpc.unary_unary_rpc_method_handler(
@@ -241,6 +257,33 @@ class ControlStoreReplica:
             target,
             '/lineagerun.rpc.ControlStoreReplica/WriteStream',
             lineagerun_dot_rpc_dot_control__store__pb2.StreamedWrite.SerializeToString,
+            lineagerun_dot_rpc_dot_control__store__pb2.StreamedWriteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Answers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lineagerun.rpc.ControlStoreReplica/Answers',
+            lineagerun_dot_rpc_dot_control__store__pb2.AnswersRequest.SerializeToString,
             lineagerun_dot_rpc_dot_control__store__pb2.StreamedWriteReply.FromString,
             options,
             channel_credentials,

@@ -112,7 +112,7 @@ class CoreWorker:
         self._escaped: set[bytes] = set()
         self._keep_escaped = False
         # Owned objects known to be in the node's shared-memory store, and
-        # dropped refs not released yet (_release_store_objects_now).
+        # dropped refs not released yet (_queue_releases).
         self._in_store: set[bytes] = set()
         self._release_pending: list[bytes] = []
         self._released_s = 0.0
@@ -592,7 +592,7 @@ class CoreWorker:
         spec.parent_task_id = parent.binary()
         spec.owner_worker_id = self.worker_id.binary()
         spec.submitted_ms = int(time.time() * 1000)
-        self._release_store_objects_now()
+        self._queue_releases(store_only=True)
         self._send(node_pb2.ClientMessage(submit_tasks=node_pb2.SubmitTasks(specs=[spec])))
         return [ObjectRef._owned(ObjectID.from_index(task_id, i)) for i in range(1, spec.num_returns + 1)]
 
@@ -611,27 +611,18 @@ class CoreWorker:
                 "containing it")
         return self._put_serialized(payloads.serialize_value(value))
 
-    def _queue_releases(self) -> None:
-        """Release dropped refs now (before a large put needs their room)."""
-        if self._ref_events is None:
-            return
-        with self._outbox_cv:
-            released = self._dropped_refs()
-            if released:
-                self._outbox.append(node_pb2.ClientMessage(
-                    release_objects=node_pb2.ReleaseObjects(object_ids=released)))
-                self._outbox_cv.notify()
-
-    def _release_store_objects_now(self) -> None:
-        """Release dropped refs now if one names an object in the node's
-        shared-memory store (else they wait for the sender's next release,
-        up to RELEASE_INTERVAL_S): a loop that makes and drops large objects
-        then reuses the store's room instead of filling it."""
+    def _queue_releases(self, store_only: bool = False) -> None:
+        """Release dropped refs now: all of them before a large put needs
+        their room; with ``store_only`` (at a submission) only if one names
+        an object in the node's shared-memory store, else they wait for the
+        sender's next release (up to RELEASE_INTERVAL_S), so a loop that
+        makes and drops large objects reuses the store's room instead of
+        filling it."""
         events = self._ref_events
-        if events is None or not self._in_store or events.empty():
+        if events is None or (store_only and (not self._in_store or events.empty())):
             return
         with self._outbox_cv:
-            released = self._dropped_refs(store_only=True)
+            released = self._dropped_refs(store_only=store_only)
             if released:
                 self._outbox.append(node_pb2.ClientMessage(
                     release_objects=node_pb2.ReleaseObjects(object_ids=released)))
@@ -668,6 +659,7 @@ class CoreWorker:
                 missing.append(ref.binary())
                 payloads_by_id[ref.binary()] = None
         reply = None
+        in_store: set[bytes] = set()  # ids the reply's payloads name in the shared-memory store
         if missing:
             timeout_ms = -1 if timeout_s is None else max(0, int(timeout_s * 1000))
             try:
@@ -682,19 +674,16 @@ class CoreWorker:
                     f"get timed out after {timeout_s} s: {len(missing)} of {len(refs)} objects not ready")
             for result in reply.objects:
                 payloads_by_id[result.object_id] = result
-            if self._ref_events is not None:
-                self._note_in_store(refs, reply)
+            in_store = {result.object_id for result in reply.objects
+                        if result.payload.WhichOneof("kind") == "shm_name"}
+            if in_store and self._ref_events is not None:
+                with self._outbox_cv:
+                    self._in_store.update(ref.binary() for ref in refs if ref._tracked and ref.binary() in in_store)
         try:
             return [self._value_of(ref, payloads_by_id[ref.binary()]) for ref in refs]
         finally:
-            if reply is not None and any(r.payload.WhichOneof("kind") == "shm_name" for r in reply.objects):
+            if in_store:
                 self._mapped(reply.request_id)
-
-    def _note_in_store(self, refs: list[ObjectRef], reply: node_pb2.ObjectsReply) -> None:
-        in_store = {result.object_id for result in reply.objects if result.payload.WhichOneof("kind") == "shm_name"}
-        if in_store:
-            with self._outbox_cv:
-                self._in_store.update(ref.binary() for ref in refs if ref._tracked and ref.binary() in in_store)
 
     def _mapped(self, request_id: int) -> None:
         """The files of a get reply are mapped: the node may evict them once

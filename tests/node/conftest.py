@@ -27,6 +27,24 @@ FAKE_WORKER = "tests.node.fake_worker"
 READY_TIMEOUT_S = 20.0
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A client of a real control store of 1 shard x 2 replicas (one per
+    module), with the chain's configuration already cached."""
+    from lineagerun.control.client import ControlStoreClient
+
+    cluster = ControlStoreCluster(tmp_path_factory.mktemp("cs2"), shards=1, replicas=2)
+    cluster.start()
+    client = ControlStoreClient(cluster.address, cluster.token)
+    client.put(b"warm", b"")
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.stop()
+        assert not [p.name for p in cluster.processes() if p.alive()]
+
+
 @pytest.fixture(scope="package")
 def control_store():
     directory = tempfile.mkdtemp(prefix="lrcs")

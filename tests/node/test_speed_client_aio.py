@@ -10,27 +10,12 @@ import asyncio
 import grpc
 import pytest
 
-from lineagerun.control.client import CasOp, ControlStoreClient, DeleteOp, PutOp
+from lineagerun.control.client import CasOp, DeleteOp, PutOp
 from lineagerun.control.client_aio import AioWriter
 from lineagerun.control.client_routing import ShardRoute
-from lineagerun.control.cluster import ControlStoreCluster
 from lineagerun.exceptions import InvalidArgumentError
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    cluster = ControlStoreCluster(tmp_path_factory.mktemp("aio") / "cs", shards=1, replicas=2)
-    cluster.start()
-    client = ControlStoreClient(cluster.address, cluster.token)
-    client.put(b"warm", b"")  # the configuration is cached from here on
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.stop()
-        assert not [p.name for p in cluster.processes() if p.alive()]
 
 
 def run_with_writer(client, body):
@@ -99,8 +84,8 @@ def test_an_applied_attempt_whose_answer_is_lost_is_not_applied_again(store, mon
         def __init__(self, stream):
             self.stream = stream
 
-        async def write(self, request, timeout_s):
-            await self.stream.write(request, timeout_s)
+        async def write(self, request, timeout_s, tail=None):
+            await self.stream.write(request, timeout_s, tail)
             return None  # as if the stream broke before the answer came
 
         def close(self):
@@ -194,15 +179,16 @@ def test_an_unanswered_stream_is_dropped_and_its_write_retried(store, monkeypatc
     """No answer within the attempt timeout: the write takes the synchronous
     path and the next write opens a new stream."""
     import lineagerun.control.client_aio as client_aio
+    import lineagerun.control.client_streams as client_streams
 
     monkeypatch.setattr(client_aio, "ATTEMPT_TIMEOUT_S", 0.3)
 
-    class MuteStream(client_aio.WriteStream):
+    class MuteStream(client_streams.WriteStream):
         def _answer(self, streamed):  # the answer never reaches the writer
             return None
 
     async def body(writer):
-        real = client_aio.WriteStream
+        real = client_streams.WriteStream
         monkeypatch.setattr(client_aio, "WriteStream", MuteStream)
         first = await writer.write_batch([PutOp(b"aio/mute", b"1")])
         monkeypatch.setattr(client_aio, "WriteStream", real)

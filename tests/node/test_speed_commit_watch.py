@@ -11,26 +11,11 @@ import asyncio
 
 import pytest
 
-from lineagerun.control.client import CasOp, ControlStoreClient, PutOp
+from lineagerun.control.client import CasOp, PutOp
 from lineagerun.control.client_commit_watch import CommitWatch
-from lineagerun.control.cluster import ControlStoreCluster
 from lineagerun.node.lineage_writer import LineageWriter
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    cluster = ControlStoreCluster(tmp_path_factory.mktemp("watch") / "cs", shards=1, replicas=2)
-    cluster.start()
-    client = ControlStoreClient(cluster.address, cluster.token)
-    client.put(b"warm", b"")  # the configuration is cached from here on
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.stop()
-        assert not [p.name for p in cluster.processes() if p.alive()]
 
 
 async def _open(watch: CommitWatch, key: bytes) -> None:

@@ -85,10 +85,12 @@ def test_core_worker_merges_consecutive_task_finished_into_one_batch():
     for i in range(3):
         core._send(node_pb2.ClientMessage(task_finished=node_pb2.TaskFinished(task_id=b"t%d" % i)))
     core._send(node_pb2.ClientMessage(release_objects=node_pb2.ReleaseObjects(object_ids=[b"x"])))
+    core._send(node_pb2.ClientMessage(put_object=node_pb2.PutObject(object_id=b"p")))
     first = core._next_message()
     assert first.WhichOneof("kind") == "batch"
-    assert [m.task_finished.task_id for m in first.batch.messages] == [b"t0", b"t1", b"t2"]
-    assert core._next_message().WhichOneof("kind") == "release_objects"
+    assert [m.WhichOneof("kind") for m in first.batch.messages] == ["task_finished"] * 3 + ["release_objects"]
+    assert [m.task_finished.task_id for m in first.batch.messages[:3]] == [b"t0", b"t1", b"t2"]
+    assert core._next_message().WhichOneof("kind") == "put_object"  # values go alone
 
 
 def test_core_worker_unpacks_node_batches_in_order():

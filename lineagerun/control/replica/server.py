@@ -21,6 +21,7 @@ from collections import deque
 
 import grpc
 
+from lineagerun.control.replica.answers import Answers
 from lineagerun.control.replica.identity import write_identity
 from lineagerun.control.replica.replica_links import IncomingLinks, OutgoingLinks
 from lineagerun.control.replica.subscriptions import Subscriptions
@@ -64,6 +65,7 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
         self.outgoing = OutgoingLinks(self, token)
         self.incoming = IncomingLinks()
         self.subscriptions = Subscriptions(self, now_ms)
+        self.answers = Answers(self)
         self.fatal_error: Exception | None = None
         self.fetching_shard_count = False
         self.stopped = asyncio.Event()
@@ -79,6 +81,7 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
                 self._execute(effect)
             self.outgoing.retain_only(self.core.link.target if self.core.link is not None else None)
             self.subscriptions.publish()
+            self.answers.publish()
         except Exception as err:
             # A bug or a failing disk: the core's state may no longer match
             # what was persisted, so stop and let a restart recover from disk.
@@ -208,9 +211,10 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
         replies: asyncio.Queue = asyncio.Queue()
         state = {"outstanding": 0, "reading": True}
 
-        def answered(request_id: int, future: asyncio.Future) -> None:
+        def answered(request_id: int, at_tail: bool, future: asyncio.Future) -> None:
             state["outstanding"] -= 1
-            replies.put_nowait(_streamed_reply(request_id, future))
+            if not (at_tail and not future.cancelled() and future.exception() is None):
+                replies.put_nowait(_streamed_reply(request_id, future))  # else the tail answers it
             if not state["reading"] and state["outstanding"] == 0:
                 replies.put_nowait(None)
 
@@ -223,7 +227,8 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
                         replies.put_nowait(_streamed_error(streamed.request_id, err))
                         continue
                     state["outstanding"] += 1
-                    future.add_done_callback(lambda f, request_id=streamed.request_id: answered(request_id, f))
+                    future.add_done_callback(lambda f, request_id=streamed.request_id,
+                                             at_tail=streamed.request.answer_at_tail: answered(request_id, at_tail, f))
             except (grpc.RpcError, asyncio.CancelledError):
                 pass
             finally:
@@ -290,6 +295,10 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
         if core.config is None:
             await abort_aio(context, UnavailableError(f"replica {core.me} has no configuration yet"))
         return core.config
+
+    async def Answers(self, request, context):
+        async for answer in self.answers.serve(request, context):
+            yield answer
 
     async def Subscribe(self, request, context):
         async for batch in self.subscriptions.serve(request, context):

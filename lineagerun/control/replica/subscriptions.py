@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from lineagerun.exceptions import (
     BadRequestError, NotTailError, StaleEpochError, UnavailableError, ValueTooLargeError, WrongShardError,
 )
+from lineagerun.control.replica.stream_queue import end_with, stream_from
 from lineagerun.rpc import control_store_pb2
 from lineagerun.transport.errors import abort_aio
 
@@ -79,10 +80,7 @@ class Subscriptions:
         self.subscribers.add(sub)
         try:
             self._publish_to(sub)
-            while True:
-                item = await sub.queue.get()
-                if isinstance(item, Exception):
-                    await abort_aio(context, item)
+            async for item in stream_from(sub.queue, context):
                 yield item
         finally:
             self.subscribers.discard(sub)
@@ -115,9 +113,4 @@ class Subscriptions:
 
     def _fail(self, sub: _Subscriber, error: Exception) -> None:
         self.subscribers.discard(sub)
-        while True:
-            try:
-                sub.queue.put_nowait(error)
-                return
-            except asyncio.QueueFull:
-                sub.queue.get_nowait()
+        end_with(sub.queue, error)

@@ -138,7 +138,7 @@ def evaluate_write(req: control_store_pb2.WriteRequest, seq: int, epoch: int, st
                 results.append(control_store_pb2.OpResult(ok=False, present=present, current=value or b""))
     return control_store_pb2.LogEntry(seq=seq, epoch=epoch, client_id=req.client_id, client_seq=req.client_seq,
                                       client_acked_below=acked_below, mutations=mutations,
-                                      results=results)
+                                      results=results, answer_at_tail=req.answer_at_tail)
 
 
 def entries_to_append(batch, applied_seq: int, applied_epoch: int, epoch_at) -> tuple[list, bool]:
