@@ -80,10 +80,14 @@ class AioWriter:
         begun = client._begin_request()
         try:
             tail = self._tail_answers(route)
-            request = control_store_pb2.WriteRequest(
-                shard=route.shard, epoch=route.epoch, client_id=client.client_id, client_seq=begun[0],
-                client_acked_below=begun[1], ops=wire, answer_at_tail=tail is not None)
-            reply = await self._stream(route.head).write(request, ATTEMPT_TIMEOUT_S, tail)
+            # Built in place: the request (specs and all) is copied once, into the stream message.
+            streamed = control_store_pb2.StreamedWrite(request_id=begun[0])
+            request = streamed.request
+            request.shard, request.epoch, request.client_id = route.shard, route.epoch, client.client_id
+            request.client_seq, request.client_acked_below = begun
+            request.answer_at_tail = tail is not None
+            request.ops.extend(wire)
+            reply = await self._stream(route.head).write(streamed, ATTEMPT_TIMEOUT_S, tail)
             if reply is not None and len(reply.results) == len(wire):
                 self.fast_writes += 1
                 return [_result(r) for r in reply.results]

@@ -84,43 +84,49 @@ class WriteStream:
         self._sending = asyncio.Lock()  # gRPC takes one message at a time per call
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
-    async def write(self, request: control_store_pb2.WriteRequest, timeout_s: float,
+    async def write(self, streamed: control_store_pb2.StreamedWrite, timeout_s: float,
                     tail: TailAnswers | None = None) -> control_store_pb2.WriteReply | None:
-        """The write's answer; None if it failed, a stream broke or no
-        answer came within ``timeout_s`` (the caller retries elsewhere)."""
+        """The answer to ``streamed`` (whose request_id must be its
+        client_seq); None if it failed, a stream broke or no answer came
+        within ``timeout_s`` (the caller retries elsewhere)."""
         if self.broken:
             return None
         loop = asyncio.get_running_loop()
-        request_id = request.client_seq
+        request_id = streamed.request_id
         answer = self._answers[request_id] = loop.create_future()
         if tail is not None:
             tail.expect(request_id, answer)
-        expiry = loop.call_later(timeout_s, _expire, answer)
+        expiry = loop.call_later(timeout_s, self._expire, answer, tail)
         try:
             async with self._sending:
-                await self.call.write(control_store_pb2.StreamedWrite(request_id=request_id, request=request))
-            streamed = await answer
+                await self.call.write(streamed)
+            answered = await answer
         except (grpc.RpcError, asyncio.InvalidStateError) as err:
             log.debug("streamed write %d failed: %s", request_id, err)
             self.close()
             return None
         except StreamFailed as err:
             log.debug("streamed write %d not answered: %s", request_id, err)
-            if answer.done() and isinstance(answer.exception(), _Expired):
-                self.close()  # a stream that does not answer is dropped, whichever it is
-                if tail is not None:
-                    tail.close()
             return None
         finally:
             expiry.cancel()
             self._answers.pop(request_id, None)
             if tail is not None:
                 tail.forget(request_id)
-        if streamed.error_code:
+        if answered.error_code:
             log.debug("streamed write %d refused: %s %s", request_id,
-                      common_pb2.ErrorCode.Name(streamed.error_code), streamed.error_message)
+                      common_pb2.ErrorCode.Name(answered.error_code), answered.error_message)
             return None
-        return streamed.reply
+        return answered.reply
+
+    def _expire(self, answer: asyncio.Future, tail: TailAnswers | None) -> None:
+        """No answer in time: the streams it depends on are dropped (which
+        also ends a send stuck behind a full link) and it is retried."""
+        if not answer.done():
+            answer.set_exception(StreamFailed("no answer within the attempt timeout"))
+            self.close()
+            if tail is not None:
+                tail.close()
 
     def _answer(self, streamed: control_store_pb2.StreamedWriteReply) -> None:
         answer = self._answers.get(streamed.request_id)
@@ -145,11 +151,3 @@ class WriteStream:
             self.call.cancel()
         self._reader.cancel()
 
-
-class _Expired(StreamFailed):
-    pass
-
-
-def _expire(answer: asyncio.Future) -> None:
-    if not answer.done():
-        answer.set_exception(_Expired("no answer within the attempt timeout"))

@@ -143,7 +143,10 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
                     # this, a burst of submissions starves the completions
                     # (spec writes, other sessions) queued behind it.
                     await asyncio.sleep(0)
-                self._handle(session, message)
+                if message.WhichOneof("kind") == "batch":
+                    await self._handle_batch(session, message.batch.messages)
+                else:
+                    self._handle(session, message)
             if session.resume_worker_id and session.generation == generation:
                 await asyncio.sleep(EOF_SETTLE_S)
                 if context.cancelled() and session.generation == generation:  # the link broke: no goodbye
@@ -156,6 +159,19 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
         finally:
             if session.generation == generation:
                 session.close()
+
+    async def _handle_batch(self, session: Session, messages) -> None:
+        """A batch's messages in order, with two loop turns after a
+        submission that others follow (one for the lineage writer to start
+        the spec batch, one for that batch's send), so the spec write goes
+        out before they are handled: ``get(f.remote())`` sends the get with
+        the submission, and the get's handling is not on the task's path."""
+        last = len(messages) - 1
+        for index, one in enumerate(messages):
+            self._handle(session, one)
+            if index < last and one.WhichOneof("kind") == "submit_tasks":
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
 
     def _handle(self, session: Session, message: node_pb2.ClientMessage) -> None:
         kind = message.WhichOneof("kind")

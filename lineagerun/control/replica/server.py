@@ -77,11 +77,17 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
         if self.fatal_error is not None:
             return
         try:
+            acks = []
             for effect in self.core.handle(event):
-                self._execute(effect)
+                if type(effect) is SendAck and self.answers.listeners:
+                    acks.append(effect)  # after the answers: a client waits for those, not the head
+                else:
+                    self._execute(effect)
             self.outgoing.retain_only(self.core.link.target if self.core.link is not None else None)
-            self.subscriptions.publish()
             self.answers.publish()
+            for effect in acks:
+                self._execute(effect)
+            self.subscriptions.publish()
         except Exception as err:
             # A bug or a failing disk: the core's state may no longer match
             # what was persisted, so stop and let a restart recover from disk.
