@@ -75,6 +75,9 @@ class RemoteFunction:
         self._function = function
         self._options = task_options
         self._export = export or _Export(function, is_actor_class=False)
+        # (num_returns, resource units, TaskOptions): the same for every call
+        # with these options, so built once (a call's own cost is on its path).
+        self._template: tuple | None = None
         self.__name__ = getattr(function, "__name__", "remote_function")
         self.__qualname__ = getattr(function, "__qualname__", self.__name__)
         self.__doc__ = getattr(function, "__doc__", None)
@@ -91,6 +94,15 @@ class RemoteFunction:
 
     def remote(self, *args, **kwargs):
         core_worker = context.core_worker()
+        num_returns, resources, task_options = self._template or self._build_template()
+        spec = lineage_pb2.TaskSpec(function_id=self._export.function_id(core_worker), num_returns=num_returns,
+                                    resources=resources, options=task_options)
+        refs = core_worker.submit(spec, args, kwargs)
+        if num_returns == 1:
+            return refs[0]
+        return refs
+
+    def _build_template(self) -> tuple:
         opts = options_table.with_defaults(self._options, options_table.TASK)
         retry = opts["retry_exceptions"]
         task_options = lineage_pb2.TaskOptions(
@@ -99,14 +111,9 @@ class RemoteFunction:
             if isinstance(retry, (list, tuple)) else [],
             scheduling_strategy=scheduling_strategy_proto(opts["scheduling_strategy"]),
             name=opts["name"] or "")
-        spec = lineage_pb2.TaskSpec(function_id=self._export.function_id(core_worker),
-                                    num_returns=opts["num_returns"],
-                                    resources=resources_units(options_table.task_resource_demand(opts)),
-                                    options=task_options)
-        refs = core_worker.submit(spec, args, kwargs)
-        if opts["num_returns"] == 1:
-            return refs[0]
-        return refs
+        self._template = (opts["num_returns"], resources_units(options_table.task_resource_demand(opts)),
+                          task_options)
+        return self._template
 
     def __repr__(self) -> str:
         return f"<RemoteFunction {self.__module__}.{self.__qualname__}>"
