@@ -146,7 +146,7 @@ class DriverSessions:
 
     def first_time(self, session, message: node_pb2.ClientMessage) -> node_pb2.ClientMessage | None:
         """``message`` without what this driver session already sent (a
-        resent submission or put); None if nothing is left."""
+        resent submission, put, kill or cancel); None if nothing is left."""
         seen = self._seen.get(session)
         if seen is None:
             return message
@@ -162,4 +162,8 @@ class DriverSessions:
             return message
         if kind == "put_object":
             return message if seen.first_time(message.put_object.object_id) else None
+        if kind in ("kill_actor", "cancel_task"):
+            request_id = getattr(message, kind).request_id
+            if request_id and not seen.first_time(b"%s:%d" % (kind.encode(), request_id)):
+                return None
         return message

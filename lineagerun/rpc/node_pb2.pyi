@@ -155,22 +155,26 @@ class ObjectsMapped(_message.Message):
     def __init__(self, request_id: _Optional[int] = ...) -> None: ...
 
 class CancelTask(_message.Message):
-    __slots__ = ("task_id", "force", "recursive")
+    __slots__ = ("task_id", "force", "recursive", "request_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
     RECURSIVE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     force: bool
     recursive: bool
-    def __init__(self, task_id: _Optional[bytes] = ..., force: _Optional[bool] = ..., recursive: _Optional[bool] = ...) -> None: ...
+    request_id: int
+    def __init__(self, task_id: _Optional[bytes] = ..., force: _Optional[bool] = ..., recursive: _Optional[bool] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class KillActor(_message.Message):
-    __slots__ = ("actor_id", "no_restart")
+    __slots__ = ("actor_id", "no_restart", "request_id")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     NO_RESTART_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     actor_id: bytes
     no_restart: bool
-    def __init__(self, actor_id: _Optional[bytes] = ..., no_restart: _Optional[bool] = ...) -> None: ...
+    request_id: int
+    def __init__(self, actor_id: _Optional[bytes] = ..., no_restart: _Optional[bool] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class GetActorRequest(_message.Message):
     __slots__ = ("request_id", "name", "namespace")

@@ -737,12 +737,12 @@ class CoreWorker:
     # ------------------------------------------------- cancel, actors, info
 
     def cancel(self, task_id: TaskID, force: bool, recursive: bool) -> None:
-        self._send(node_pb2.ClientMessage(cancel_task=node_pb2.CancelTask(task_id=task_id.binary(), force=force,
-                                                                           recursive=recursive)))
+        self._send(node_pb2.ClientMessage(cancel_task=node_pb2.CancelTask(
+            task_id=task_id.binary(), force=force, recursive=recursive, request_id=next(self._request_ids))))
 
     def kill_actor(self, actor_id: ActorID, no_restart: bool) -> None:
-        self._send(node_pb2.ClientMessage(kill_actor=node_pb2.KillActor(actor_id=actor_id.binary(),
-                                                                         no_restart=no_restart)))
+        self._send(node_pb2.ClientMessage(kill_actor=node_pb2.KillActor(
+            actor_id=actor_id.binary(), no_restart=no_restart, request_id=next(self._request_ids))))
 
     def get_actor_info(self, name: str, namespace: str) -> node_pb2.ActorInfo:
         return self._request(lambda rid: node_pb2.ClientMessage(get_actor=node_pb2.GetActorRequest(

@@ -63,12 +63,13 @@ WATCHDOG_INTERVAL_S = 1.0
 # Task and object ids of recent submissions and puts kept to resend (the
 # node remembers more: driver_resume.SEEN_IDS_MAX).
 REPLAY_IDS_MAX = 20_000
-# Resent after a reconnect: the node drops the ones it has by id; a release
+# Resent after a reconnect: the node drops the ones it has by id
+# (submissions by task id, puts by object id, kills and cancels by request
+# id: a kill handled twice would kill a restarted actor again); a release
 # applied twice changes nothing (a lost one would leave its objects pinned
-# for the session). Kills and cancels are not resent (a kill resent after
-# the actor's restart would kill it again); one sent just before the break
-# may be lost.
-REPLAYED_KINDS = frozenset({"submit_tasks", "put_object", "export_function", "release_objects"})
+# for the session).
+REPLAYED_KINDS = frozenset({"submit_tasks", "put_object", "export_function", "release_objects", "kill_actor",
+                            "cancel_task"})
 
 
 NodeConnectionLostError = exceptions.NodeConnectionLostError

@@ -29,6 +29,16 @@ def mark(directory, i):
     return i * i
 
 
+@lineagerun.remote
+class Counter:
+    def __init__(self):
+        self.count = 0
+
+    def incr(self):
+        self.count += 1
+        return self.count
+
+
 @pytest.fixture(scope="module")
 def tcp_driver_cluster():
     lineagerun.shutdown()
@@ -109,3 +119,35 @@ def test_a_black_holed_driver_link_is_noticed_and_resumed(tcp_driver_cluster, tm
     assert results == [4]  # the resumed session answered it
     assert driver._resume.resumed_count >= 1
     assert (tmp_path / "2").read_text().count("ran") == 1
+
+
+@pytest.mark.timeout(240)
+def test_a_kill_lost_in_a_black_hole_is_resent_after_the_reconnect(tcp_driver_cluster, tmp_path):
+    """The kill goes into a black-holed link; once the watchdog has ended
+    the silent stream and the link is back, the resumed session resends it
+    and the actor dies (the node drops it if it had arrived: by request id)."""
+    cluster = tcp_driver_cluster
+    lineagerun.shutdown()
+    connect_driver(cluster)
+    driver = lineagerun.api.session._state.core_worker
+    nemesis = ClusterNemesis(cluster)
+    counter = Counter.remote()
+    assert lineagerun.get(counter.incr.remote(), timeout=60) == 1
+    names = [nemesis.toxic("timeout", {"timeout": 0}, what="driver", stream=stream)
+             for stream in ("downstream", "upstream")]
+    lineagerun.kill(counter)  # lost with the link
+    ref = mark.remote(str(tmp_path), 3)  # a waiting get makes the watchdog probe
+    results = []
+    getter = threading.Thread(target=lambda: results.append(lineagerun.get(ref)), daemon=True)
+    getter.start()
+    deadline_s = time.monotonic() + session_resume.SILENCE_PROBE_S + session_resume.PROBE_TIMEOUT_S + 10
+    while not driver._resume.silent_streams_ended and time.monotonic() < deadline_s:
+        time.sleep(0.2)
+    assert driver._resume.silent_streams_ended == 1
+    target = nemesis.targets.network_targets("driver", 0)[0]
+    for name in names:
+        target.remove_toxic(name)
+    getter.join(timeout=60)
+    assert results == [9]
+    with pytest.raises(lineagerun.exceptions.ActorDiedError):
+        lineagerun.get(counter.incr.remote(), timeout=30)

@@ -50,16 +50,37 @@ def test_a_resent_submission_keeps_only_the_tasks_not_seen_yet():
     assert drivers.first_time(session, submit(b"t1")) is not None  # untracked: passes through
 
 
-def test_a_driver_resends_its_releases_after_a_reconnect_but_not_kills_or_cancels():
+def test_a_driver_resends_its_releases_kills_and_cancels_after_a_reconnect():
     from lineagerun.worker.session_resume import SessionResume
 
     resume = SessionResume(core_worker=None)
     release = node_pb2.ClientMessage(release_objects=node_pb2.ReleaseObjects(object_ids=[b"o1", b"o2"]))
-    kill = node_pb2.ClientMessage(kill_actor=node_pb2.KillActor(actor_id=b"a" * 16))
-    cancel = node_pb2.ClientMessage(cancel_task=node_pb2.CancelTask(task_id=b"t" * 24))
+    kill = node_pb2.ClientMessage(kill_actor=node_pb2.KillActor(actor_id=b"a" * 16, request_id=7))
+    cancel = node_pb2.ClientMessage(cancel_task=node_pb2.CancelTask(task_id=b"t" * 24, request_id=8))
     for message in (release, kill, cancel):
         resume.sent(message)
-    assert resume.replay() == [release]  # a release applied twice changes nothing; a kill would
+    batch = node_pb2.ClientMessage(batch=node_pb2.ClientMessages(messages=[release]))
+    resume.sent(batch)  # what goes in a batch is resent one by one
+    assert resume.replay() == [release, kill, cancel, release]
+
+
+def test_a_resent_kill_or_cancel_is_handled_once():
+    """A kill handled twice would kill the actor's restarted instance too."""
+    from lineagerun.node.driver_resume import DriverSessions
+
+    class FakeSession:
+        pass
+
+    drivers = DriverSessions(manager=None)
+    session = FakeSession()
+    drivers.track(session, b"w" * 28)
+    kill = node_pb2.ClientMessage(kill_actor=node_pb2.KillActor(actor_id=b"a" * 16, request_id=7))
+    cancel = node_pb2.ClientMessage(cancel_task=node_pb2.CancelTask(task_id=b"t" * 24, request_id=7))
+    assert drivers.first_time(session, kill) is kill
+    assert drivers.first_time(session, cancel) is cancel  # its own kind: not the kill's id
+    assert drivers.first_time(session, kill) is None and drivers.first_time(session, cancel) is None
+    another = node_pb2.ClientMessage(kill_actor=node_pb2.KillActor(actor_id=b"a" * 16, request_id=9))
+    assert drivers.first_time(session, another) is another
 
 
 def test_a_worker_reads_function_records_through_its_nodes_replica_proxies(monkeypatch, tmp_path):
