@@ -26,7 +26,9 @@ def test_seen_ids_are_bounded_and_forget_the_oldest_first():
     assert not seen.first_time(b"d")
 
 
-def test_a_resent_submission_keeps_only_the_tasks_not_seen_yet():
+@pytest.fixture
+def tracked_driver():
+    """A node's driver sessions with one tracked (TCP) driver session."""
     from lineagerun.node.driver_resume import DriverSessions
 
     class FakeSession:
@@ -35,6 +37,11 @@ def test_a_resent_submission_keeps_only_the_tasks_not_seen_yet():
     drivers = DriverSessions(manager=None)
     session = FakeSession()
     drivers.track(session, b"w" * 28)
+    return drivers, session
+
+
+def test_a_resent_submission_keeps_only_the_tasks_not_seen_yet(tracked_driver):
+    drivers, session = tracked_driver
 
     def submit(*ids):
         return node_pb2.ClientMessage(submit_tasks=node_pb2.SubmitTasks(
@@ -64,16 +71,9 @@ def test_a_driver_resends_its_releases_kills_and_cancels_after_a_reconnect():
     assert resume.replay() == [release, kill, cancel, release]
 
 
-def test_a_resent_kill_or_cancel_is_handled_once():
+def test_a_resent_kill_or_cancel_is_handled_once(tracked_driver):
     """A kill handled twice would kill the actor's restarted instance too."""
-    from lineagerun.node.driver_resume import DriverSessions
-
-    class FakeSession:
-        pass
-
-    drivers = DriverSessions(manager=None)
-    session = FakeSession()
-    drivers.track(session, b"w" * 28)
+    drivers, session = tracked_driver
     kill = node_pb2.ClientMessage(kill_actor=node_pb2.KillActor(actor_id=b"a" * 16, request_id=7))
     cancel = node_pb2.ClientMessage(cancel_task=node_pb2.CancelTask(task_id=b"t" * 24, request_id=7))
     assert drivers.first_time(session, kill) is kill
