@@ -33,16 +33,8 @@ from lineagerun.rpc import lineage_pb2, node_pb2, node_pb2_grpc
 from lineagerun.transport.channels import make_channel
 from lineagerun.transport.errors import from_rpc_error
 from lineagerun.worker import payloads
+from lineagerun.worker.outbox import next_stream_message
 
-# Specs merged into one SubmitTasks message at most: bounds a message's size.
-SUBMIT_BATCH_MAX = 1000
-# TaskFinished messages sent as one ClientMessage.batch at most.
-FINISHED_BATCH_MAX = 256
-# Queued messages of different kinds sent as one stream message, at most.
-OUTBOX_BATCH_MAX = 64
-# Sent on their own: values and functions can be large, and a batch must
-# stay well under the channel's message size limit.
-UNBATCHED_KINDS = frozenset({"put_object", "export_function", "register"})
 # Own small puts kept to answer get() without a round trip (entries).
 LOCAL_OBJECTS_MAX = 10_000
 # Objects released in one ReleaseObjects message at most.
@@ -357,10 +349,7 @@ class CoreWorker:
                         if released:
                             self._outbox.append(node_pb2.ClientMessage(
                                 release_objects=node_pb2.ReleaseObjects(object_ids=released)))
-                    message = self._take_queued()
-                    if self._outbox and message.WhichOneof("kind") not in UNBATCHED_KINDS:
-                        message = self._batch_queued(message)
-                    return message
+                    return next_stream_message(self._outbox)
                 if self._closing:
                     return None
                 if not self._outbox_cv.wait(RELEASE_INTERVAL_S):
@@ -368,51 +357,6 @@ class CoreWorker:
                     released = self._dropped_refs()
                     if released:
                         return node_pb2.ClientMessage(release_objects=node_pb2.ReleaseObjects(object_ids=released))
-
-    def _take_queued(self) -> node_pb2.ClientMessage:
-        message = self._outbox.popleft()
-        if message.WhichOneof("kind") == "submit_tasks":
-            message = self._merge_submissions(message)
-        elif message.WhichOneof("kind") == "task_finished" and self._outbox:
-            message = self._batch_finished(message)
-        return message
-
-    def _batch_queued(self, first: node_pb2.ClientMessage) -> node_pb2.ClientMessage:
-        """What else is queued, as one stream message: a ``get`` right after
-        a ``remote()`` usually finds the submission still queued, and the
-        two go as one write instead of two."""
-        messages = []
-        message = first
-        while True:
-            if message.WhichOneof("kind") == "batch":
-                messages.extend(message.batch.messages)
-            else:
-                messages.append(message)
-            if (not self._outbox or len(messages) >= OUTBOX_BATCH_MAX
-                    or self._outbox[0].WhichOneof("kind") in UNBATCHED_KINDS):
-                break
-            message = self._take_queued()
-        if len(messages) == 1:
-            return first
-        return node_pb2.ClientMessage(batch=node_pb2.ClientMessages(messages=messages))
-
-    def _merge_submissions(self, first: node_pb2.ClientMessage) -> node_pb2.ClientMessage:
-        merged = first
-        while (self._outbox and self._outbox[0].WhichOneof("kind") == "submit_tasks"
-               and len(merged.submit_tasks.specs) < SUBMIT_BATCH_MAX):
-            merged.submit_tasks.specs.extend(self._outbox.popleft().submit_tasks.specs)
-        return merged
-
-    def _batch_finished(self, first: node_pb2.ClientMessage) -> node_pb2.ClientMessage:
-        """Consecutive TaskFinished as one stream message (a pipelined actor's
-        results pile up while the stream writes the previous one)."""
-        batch = node_pb2.ClientMessages(messages=[first])
-        while (self._outbox and self._outbox[0].WhichOneof("kind") == "task_finished"
-               and len(batch.messages) < FINISHED_BATCH_MAX):
-            batch.messages.append(self._outbox.popleft())
-        if len(batch.messages) == 1:
-            return first
-        return node_pb2.ClientMessage(batch=batch)
 
     def _send(self, message: node_pb2.ClientMessage) -> None:
         with self._outbox_cv:
