@@ -28,7 +28,12 @@ def next_stream_message(outbox: deque) -> node_pb2.ClientMessage:
     if not outbox or message.WhichOneof("kind") in UNBATCHED_KINDS:
         return message
     messages = [message]
+    submissions = message.WhichOneof("kind") == "submit_tasks"
     while outbox and len(messages) < OUTBOX_BATCH_MAX and outbox[0].WhichOneof("kind") not in UNBATCHED_KINDS:
+        if outbox[0].WhichOneof("kind") == "submit_tasks":
+            if submissions:
+                break  # one SubmitTasks (<= SUBMIT_BATCH_MAX specs) per stream message
+            submissions = True
         messages.append(_take(outbox))
     if len(messages) == 1:
         return message
