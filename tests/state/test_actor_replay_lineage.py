@@ -123,9 +123,10 @@ def test_a_process_kill_records_each_replayed_call_as_a_replay_attempt(local):
                     == s["actor_calls_replayed"])
     assert summary["actors_restarted"] == summary["actor_restart_attempts"] == 2
     # Each recovery replays the whole chain (no checkpoint): 4 adds and where(), then also add(0) and
-    # where() (and the add(0) sent right after the second kill, if it was released before the death was seen).
+    # where(); the add(0) sent right after a kill is replayed by that kill's recovery too if it reached
+    # the dying worker before its death was seen (a timing matter: either kill, or both).
     assert summary["actor_call_replay_attempts"] == summary["actor_calls_replayed"]
-    assert (CALLS + 1) + (CALLS + 3) <= summary["actor_calls_replayed"] <= (CALLS + 1) + (CALLS + 4)
+    assert (CALLS + 1) + (CALLS + 3) <= summary["actor_calls_replayed"] <= (CALLS + 2) + (CALLS + 4)
     assert summary["task_replays"] >= summary["actor_call_replay_attempts"] + 2
     text = "\n".join(recovery_lines(summary))
     assert f"of the replays: {summary['actor_call_replay_attempts']} actor call(s) and 2 constructor run(s)" in text
