@@ -174,18 +174,17 @@ class NodeManagerServicer(node_pb2_grpc.NodeManagerServicer):
                 await asyncio.sleep(0)
 
     def _handle(self, session: Session, message: node_pb2.ClientMessage) -> None:
-        kind = message.WhichOneof("kind")
-        if kind == "register" and message.register.accepts_batches:
+        """One message (a batch's are handed here one by one)."""
+        if message.WhichOneof("kind") == "register" and message.register.accepts_batches:
             session.accepts_batches = True
-        for one in (message.batch.messages if kind == "batch" else (message,)):
-            if session.is_driver:  # a resumed TCP driver resends what may have arrived
-                one = self.drivers.first_time(session, one)
-                if one is None:
-                    continue
-            try:
-                self.manager.handle_message(session, one)
-            except Exception:  # noqa: BLE001 - one bad message must not end the node
-                log.exception("handling a %s message failed", one.WhichOneof("kind"))
+        if session.is_driver:  # a resumed TCP driver resends what may have arrived
+            message = self.drivers.first_time(session, message)
+            if message is None:
+                return
+        try:
+            self.manager.handle_message(session, message)
+        except Exception:  # noqa: BLE001 - one bad message must not end the node
+            log.exception("handling a %s message failed", message.WhichOneof("kind"))
 
 
 def _take_batch(first: node_pb2.NodeMessage, out: asyncio.Queue) -> tuple[node_pb2.NodeMessage, bool]:

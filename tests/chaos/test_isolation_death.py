@@ -13,9 +13,8 @@ import pytest
 import lineagerun
 from lineagerun.chaos.cluster_nemesis import ClusterNemesis
 from lineagerun.node import launcher
-from lineagerun.testing import Cluster
 from lineagerun.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-from tests.cluster.conftest import assert_gone, cluster_pids
+from tests.cluster.conftest import connected_cluster
 
 NODE_TIMEOUT_MS = 1000
 # Declared dead within the timeout plus a tick, a record round trip and load.
@@ -44,24 +43,18 @@ def _wait(predicate, timeout_s: float, what: str) -> float:
     return time.monotonic() - started
 
 
+def _two_more_nodes(cluster) -> None:
+    cluster.add_node(num_cpus=1, wait=False)
+    cluster.add_node(num_cpus=1, wait=False)
+    cluster.wait_for_nodes()
+
+
 @pytest.fixture
 def three_nodes():
-    lineagerun.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1}, chaos=True,
-                      node_timeout_ms=NODE_TIMEOUT_MS)
-    try:
-        cluster.add_node(num_cpus=1, wait=False)
-        cluster.add_node(num_cpus=1, wait=False)
-        cluster.wait_for_nodes()
-        cluster.connect()
-        # Taken before the fenced node stops: its workers must be gone too.
-        pids = cluster_pids(cluster)
+    # The cluster's processes are taken before a fenced node stops: its workers must be gone too.
+    with connected_cluster(_two_more_nodes, head_node_args={"num_cpus": 1}, chaos=True,
+                           node_timeout_ms=NODE_TIMEOUT_MS) as cluster:
         yield cluster
-    finally:
-        pids = cluster_pids(cluster) | locals().get("pids", set())
-        lineagerun.shutdown()
-        cluster.shutdown()
-        assert_gone(pids)
 
 
 @pytest.mark.timeout(120)

@@ -11,8 +11,7 @@ import time
 import pytest
 
 import lineagerun
-from lineagerun.testing import Cluster
-from tests.cluster.conftest import assert_gone, cluster_pids
+from tests.cluster.conftest import connected_cluster
 
 # Writes in flight when the link goes wait out one attempt (2 s) before the
 # head answers their retry; the rest are answered by the head at once.
@@ -26,17 +25,8 @@ def add_one(x):
 
 @pytest.fixture
 def one_node_two_replicas():
-    lineagerun.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2}, chaos=True, control_store_replicas=2)
-    try:
-        cluster.connect()
-        pids = cluster_pids(cluster)
+    with connected_cluster(head_node_args={"num_cpus": 2}, chaos=True, control_store_replicas=2) as cluster:
         yield cluster
-    finally:
-        pids = cluster_pids(cluster) | locals().get("pids", set())
-        lineagerun.shutdown()
-        cluster.shutdown()
-        assert_gone(pids)
 
 
 def _node_link_to_tail(cluster):

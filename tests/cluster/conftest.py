@@ -3,6 +3,7 @@ test module: a cluster takes a few seconds to start."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -30,6 +31,27 @@ def cluster_pids(cluster: Cluster) -> set[int]:
         except psutil.Error:
             pass
     return pids
+
+
+@contextlib.contextmanager
+def connected_cluster(add_nodes=None, **cluster_args):
+    """A ``Cluster`` with a head node and a driver connected, shut down
+    after; every process it had (taken before and after: a node that stops
+    meanwhile takes its workers with it) must be gone."""
+    lineagerun.shutdown()
+    cluster = Cluster(initialize_head=True, **cluster_args)
+    pids: set[int] = set()
+    try:
+        if add_nodes is not None:
+            add_nodes(cluster)
+        cluster.connect()
+        pids = cluster_pids(cluster)
+        yield cluster
+    finally:
+        pids |= cluster_pids(cluster)
+        lineagerun.shutdown()
+        cluster.shutdown()
+        assert_gone(pids)
 
 
 def assert_gone(pids: set[int]) -> None:

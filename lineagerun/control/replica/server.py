@@ -215,16 +215,20 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
         """Writes of one client on one stream, each parked for the group
         commit like a Write and answered under its request_id."""
         replies: asyncio.Queue = asyncio.Queue()
-        state = {"outstanding": 0, "reading": True}
+        outstanding = 0
+        reading = True
 
         def answered(request_id: int, at_tail: bool, future: asyncio.Future) -> None:
-            state["outstanding"] -= 1
-            if not (at_tail and not future.cancelled() and future.exception() is None):
-                replies.put_nowait(_streamed_reply(request_id, future))  # else the tail answers it
-            if not state["reading"] and state["outstanding"] == 0:
+            nonlocal outstanding
+            outstanding -= 1
+            succeeded = not future.cancelled() and future.exception() is None
+            if not (at_tail and succeeded):  # the tail answers a marked write that succeeded
+                replies.put_nowait(_streamed_reply(request_id, future))
+            if not reading and outstanding == 0:
                 replies.put_nowait(None)
 
         async def read() -> None:
+            nonlocal outstanding, reading
             try:
                 async for streamed in request_iterator:
                     try:
@@ -232,14 +236,14 @@ class ReplicaService(control_store_pb2_grpc.ControlStoreReplicaServicer):
                     except RpcError as err:
                         replies.put_nowait(_streamed_error(streamed.request_id, err))
                         continue
-                    state["outstanding"] += 1
+                    outstanding += 1
                     future.add_done_callback(lambda f, request_id=streamed.request_id,
                                              at_tail=streamed.request.answer_at_tail: answered(request_id, at_tail, f))
             except (grpc.RpcError, asyncio.CancelledError):
                 pass
             finally:
-                state["reading"] = False
-                if state["outstanding"] == 0:
+                reading = False
+                if outstanding == 0:
                     replies.put_nowait(None)
 
         reader = asyncio.get_running_loop().create_task(read())
