@@ -47,7 +47,7 @@ from lineagerun.control.client import PutOp
 from lineagerun.core import actor_recovery as ar
 from lineagerun.core import local_scheduler as ls
 from lineagerun.core.ids import ActorID, ObjectID, TaskID
-from lineagerun.core.keys import EVENT_PREFIX, actor_call_key, event_key, object_key, task_key
+from lineagerun.core.keys import actor_call_key, event_key, object_key, task_key
 from lineagerun.exceptions import InvalidArgumentError
 from lineagerun.node import specs
 from lineagerun.node.actor_replay_attempts import next_attempt_numbers, started_attempt
@@ -663,43 +663,4 @@ class ActorRecoveryDriver:
         ar.RejectCall: _on_reject_call,
         ar.TakeCheckpoint: _on_take_checkpoint,
         ar.EmitEvent: _on_emit_event,
-    }
-
-
-# ---------------------------------------------------------------- queries
-
-
-def event_count(record: lineage_pb2.EventRecord) -> int:
-    """The count an actor recovery event carries in its detail (``count=N; ...``)."""
-    if record.kind == lineage_pb2.ACTOR_CALLS_REPLAYED and record.HasField("count"):
-        return record.count
-    head = record.detail.split(";", 1)[0]
-    return int(head[len("count="):]) if head.startswith("count=") else 0
-
-
-def actor_recovery_events(client, actor_id: ActorID | None = None) -> list[lineage_pb2.EventRecord]:
-    """ACTOR_* events from the control store, oldest first (one actor, or all)."""
-    kinds = {lineage_pb2.ACTOR_DIED, lineage_pb2.ACTOR_RESTARTED, lineage_pb2.ACTOR_CALLS_REPLAYED,
-             lineage_pb2.ACTOR_CHECKPOINTED}
-    events = []
-    for _key, value in client.scan_prefix(EVENT_PREFIX):
-        record = lineage_pb2.EventRecord.FromString(value)
-        if record.kind in kinds and (actor_id is None or record.actor_id == actor_id.binary()):
-            events.append(record)
-    return events
-
-
-def actor_recovery_summary(client, actor_id: ActorID | None = None) -> dict:
-    """Counters of actor recovery: deaths, restarts, checkpoints, calls
-    replayed (total and per recovery) and recovery times, from the events."""
-    events = actor_recovery_events(client, actor_id)
-    replayed = [event_count(e) for e in events if e.kind == lineage_pb2.ACTOR_CALLS_REPLAYED]
-    durations = [e.duration_ms for e in events if e.kind == lineage_pb2.ACTOR_RESTARTED]
-    return {
-        "deaths": sum(1 for e in events if e.kind == lineage_pb2.ACTOR_DIED),
-        "restarts": len(durations),
-        "checkpoints": sum(1 for e in events if e.kind == lineage_pb2.ACTOR_CHECKPOINTED),
-        "calls_replayed": sum(replayed),
-        "calls_replayed_per_recovery": replayed,
-        "recovery_ms": durations,
     }

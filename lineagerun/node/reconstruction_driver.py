@@ -637,32 +637,3 @@ class ReconstructionDriver:
         rc.FailRecovery: _on_fail_recovery,
         rc.EmitEvent: _on_emit_event,
     }
-
-
-# ---------------------------------------------------------------- queries
-
-RECOVERY_EVENT_KINDS = ("OBJECT_LOST", "TASK_REPLAYED", "OBJECT_RECONSTRUCTED", "TASK_RETRIED", "TASK_FAILED")
-
-
-def object_recovery_events(client) -> list[lineage_pb2.EventRecord]:
-    """Object and task recovery events from the control store, oldest first."""
-    from lineagerun.core.keys import EVENT_PREFIX
-
-    kinds = {lineage_pb2.EventKind.Value(k) for k in RECOVERY_EVENT_KINDS}
-    return [record for record in (lineage_pb2.EventRecord.FromString(v) for _, v in client.scan_prefix(EVENT_PREFIX))
-            if record.kind in kinds]
-
-
-def object_recovery_summary(client) -> dict:
-    """Counters of object and task recovery, from the events: objects lost,
-    rebuilt and failed, tasks replayed and retried, recovery times (ms)."""
-    events = object_recovery_events(client)
-
-    def count(kind: str) -> int:
-        return sum(1 for e in events if e.kind == lineage_pb2.EventKind.Value(kind))
-
-    durations = [e.duration_ms for e in events if e.kind == lineage_pb2.OBJECT_RECONSTRUCTED]
-    return {"objects_lost": count("OBJECT_LOST"), "objects_rebuilt": len(durations),
-            "tasks_replayed": count("TASK_REPLAYED"), "tasks_retried": count("TASK_RETRIED"),
-            "recoveries_failed": sum(1 for e in events if e.kind == lineage_pb2.TASK_FAILED and e.object_id),
-            "recovery_ms": durations}

@@ -11,7 +11,7 @@ import pytest
 import lineagerun as ray
 from lineagerun.control.client import ControlStoreClient
 from lineagerun.core.keys import actor_key
-from lineagerun.node.actor_recovery_driver import actor_recovery_summary
+from lineagerun.state.recovery_events import actor_recovery_summary
 from lineagerun.rpc import lineage_pb2
 from lineagerun.testing import Cluster
 from tests.cluster.conftest import assert_gone, cluster_pids

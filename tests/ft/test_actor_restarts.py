@@ -12,7 +12,7 @@ import pytest
 import lineagerun
 from lineagerun.core.keys import actor_key
 from lineagerun.exceptions import ActorDiedError, InvalidArgumentError
-from lineagerun.node.actor_recovery_driver import actor_recovery_summary
+from lineagerun.state.recovery_events import actor_recovery_summary
 from lineagerun.rpc import lineage_pb2
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("cluster")]

@@ -23,7 +23,7 @@ import lineagerun as ray
 from lineagerun.control.client import ControlStoreClient
 from lineagerun.core.ids import TaskID
 from lineagerun.core.keys import attempts_prefix, object_key
-from lineagerun.node.reconstruction_driver import object_recovery_summary
+from lineagerun.state.recovery_events import object_recovery_summary
 from lineagerun.node.reconstruction_records import RECORD_MISSING_MAX_MS
 from lineagerun.rpc import lineage_pb2
 from lineagerun.testing import Cluster
