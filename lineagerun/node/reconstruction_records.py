@@ -11,6 +11,11 @@ the task id, for returns and puts alike) and its attempt records decide:
 - the task has ended (latest attempt terminal, or one of its returns is
   known here: puts come before returns), or the object is a driver's put,
   and no record appeared for ``RECORD_MISSING_MAX_MS`` -> lost as well;
+- the task has no attempt at all and the task that submitted it (its
+  spec's parent) last ran on a dead node, and no record appeared for
+  ``RECORD_MISSING_MAX_MS`` -> lost: it was queued on that node and died
+  with it before it ran anywhere (its only retrier, the parent's node, is
+  gone);
 - otherwise the task has not run yet or runs on a live node: lookups go on.
 
 A lost object is handed to the reconstruction driver, which rebuilds it by
@@ -24,8 +29,8 @@ import logging
 import time
 from collections import OrderedDict
 
-from lineagerun.core.ids import NodeID, ObjectID
-from lineagerun.core.keys import attempts_prefix
+from lineagerun.core.ids import NodeID, ObjectID, TaskID
+from lineagerun.core.keys import attempts_prefix, task_key
 from lineagerun.rpc import lineage_pb2
 
 log = logging.getLogger(__name__)
@@ -81,8 +86,7 @@ class MissingRecords:
         except Exception as exc:  # noqa: BLE001 - the next lookup checks again
             log.debug("reading the attempts of %s failed: %s", task_id.hex(), exc)
             return
-        records = [lineage_pb2.TaskAttempt.FromString(v) for v in raw]
-        latest = max(records, key=lambda r: r.attempt_number, default=None)
+        latest = _latest(raw)
         objects = driver.manager.objects
         why = ""
         if latest is not None and len(latest.node_id) == NodeID.SIZE and not driver._node_alive(latest.node_id):
@@ -93,11 +97,39 @@ class MissingRecords:
             returned = objects.is_known(ObjectID.from_index(task_id, 1).binary())
             if ended or returned or task_id.is_for_driver():
                 why = f"no record of it was written within {missing_ms // 1000} s after its task ended"
+            elif latest is None:
+                why = await self._submitter_died(task_id)
         if not why or objects.is_known(object_id) or not driver._wanted(object_id) \
                 or self._attempt_here(task_id.binary()):
             return
         self._seen.pop(object_id, None)
         driver.declare_lost(object_id, why)
+
+    async def _submitter_died(self, task_id: TaskID) -> str:
+        """Why the task, which never ran anywhere, is lost: the task that
+        submitted it last ran on a dead node ("" if not, or unknown)."""
+        driver = self.driver
+        client = driver.manager.writer.client
+
+        def read():
+            raw = client.get(task_key(task_id))
+            if raw is None:
+                return None, []
+            parent = TaskID(lineage_pb2.TaskSpec.FromString(raw).parent_task_id)
+            if parent.is_for_driver():
+                return parent, []  # a driver's node dies with its driver
+            return parent, [v for _, v in client.scan_prefix(attempts_prefix(parent))]
+
+        try:
+            parent, raw = await driver._read(read)
+        except Exception as exc:  # noqa: BLE001 - the next lookup checks again
+            log.debug("reading the submitter of %s failed: %s", task_id.hex(), exc)
+            return ""
+        latest = _latest(raw)
+        if latest is None or len(latest.node_id) != NodeID.SIZE or driver._node_alive(latest.node_id):
+            return ""
+        return (f"its task {task_id.hex()[:16]} never ran: it was submitted by task {parent.hex()[:16]} on node "
+                f"{latest.node_id.hex()[:16]}, which died before it ran anywhere")
 
     def _attempt_here(self, task_id: bytes) -> bool:
         """An attempt of the task runs here or was forwarded from here (a
@@ -105,3 +137,9 @@ class MissingRecords:
         driver = self.driver
         return (task_id in driver._attempts or task_id in driver.manager.tasks
                 or task_id in driver.link.forwarded)
+
+
+def _latest(raw: list[bytes]) -> lineage_pb2.TaskAttempt | None:
+    """The attempt record with the highest number (None: no attempt)."""
+    records = [lineage_pb2.TaskAttempt.FromString(v) for v in raw]
+    return max(records, key=lambda r: r.attempt_number, default=None)

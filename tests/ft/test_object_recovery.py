@@ -383,6 +383,56 @@ def test_nested_ref_with_no_record_and_no_attempt_is_rebuilt_within_the_bound(cl
     assert len(_runs(marks, 0)) == 2
 
 
+@ray.remote(resources={"w": 1})
+def gate(marks: str, open_path: str):
+    _ran(marks, 1)
+    while not os.path.exists(open_path):
+        time.sleep(0.05)
+    return 1
+
+
+@ray.remote(resources={"w": 1})
+def behind_gate(marks: str, opened: int):
+    _ran(marks, 2)
+    return opened + 1
+
+
+@ray.remote(resources={"w": 1})
+def submits_behind_a_gate(marks: str, open_path: str):
+    _ran(marks, 0)
+    return [behind_gate.remote(marks, gate.remote(marks, open_path))]
+
+
+@pytest.mark.timeout(240)
+def test_nested_ref_of_a_task_that_died_queued_with_its_submitter_is_rebuilt(cluster, control_store, tmp_path):
+    """A task submitted from inside a task waits on its node for an argument
+    (a gate that runs there) when the node dies: it never ran anywhere, so
+    it has no attempt record and no object record, and the only ref to its
+    result is nested in the submitter's return value. Once
+    RECORD_MISSING_MAX_MS passed, its submitter's attempt naming the dead
+    node makes it lost, and it is replayed with its argument (it used to be
+    looked up forever)."""
+    marks = str(tmp_path / "marks")
+    os.makedirs(marks)
+    open_path = str(tmp_path / "open")
+    outer = submits_behind_a_gate.remote(marks, open_path)
+    (behind,) = ray.get(outer, timeout=GET_TIMEOUT_S)
+    _wait_for(lambda: _runs(marks, 1), GET_TIMEOUT_S, "the gate to run")
+    # The submitter's attempt record names the node (batched: written within
+    # tens of ms of its end; without it the node cannot tell and keeps looking).
+    _wait_for(lambda: _attempts(control_store, outer.task_id()), 10, "the submitter's attempt record")
+    (victim,) = cluster.worker_nodes
+    cluster.remove_node(victim, allow_graceful=False)
+    cluster.add_node(num_cpus=1, resources={"w": 1})  # after the kill: nothing moved there before it
+    with open(open_path, "w"):
+        pass
+    assert _runs(marks, 2) == [] and not list(control_store.scan_prefix(attempts_prefix(behind.task_id())))
+    started = time.monotonic()
+    assert ray.get(behind, timeout=GET_TIMEOUT_S + RECORD_MISSING_MAX_MS / 1000) == 2
+    print(f"rebuilt {time.monotonic() - started:.2f} s after the kill")
+    assert len(_runs(marks, 2)) == 1 and len(_runs(marks, 1)) == 2
+
+
 @pytest.mark.timeout(180)
 def test_wait_without_fetching_rebuilds_a_lost_object(cluster, tmp_path):
     marks = str(tmp_path)
