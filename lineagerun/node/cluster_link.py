@@ -113,6 +113,8 @@ class ClusterLink(PeerIntake):
         self._parked_on: dict[bytes, set[bytes]] = {}     # object id -> parked task ids
         self._to_place: list = []
         self._placing: set[bytes] = set()                 # task ids spilled, placement not applied yet
+        self._respilling: set[bytes] = set()              # task ids waiting to be spilled again
+        self._forwarding: set[bytes] = set()              # task ids placed on a peer, not sent yet
         self._spill_attempts: dict[bytes, int] = {}       # task id -> placements that failed or said RETRY
         self.forwarded: dict[bytes, Forwarded] = {}
         self._forwarded_by_return: dict[bytes, bytes] = {}  # return id -> task id
@@ -378,12 +380,20 @@ class ClusterLink(PeerIntake):
             elif placement.outcome == INFEASIBLE:
                 self._fail_infeasible(run, placement.reason or "no alive node can ever fit it")
             else:
-                delay_s = max(placement.retry_after_ms, 10) / 1000
-                asyncio.get_running_loop().call_later(delay_s, self._respill, run)
+                self._respill_later(run, max(placement.retry_after_ms, 10) / 1000)
         for address, items in by_peer.items():
-            await self._forward(address, items)
+            self._forwarding.update(run.task_id for run, _ in items)
+            try:
+                await self._forward(address, items)
+            finally:
+                self._forwarding.difference_update(run.task_id for run, _ in items)
+
+    def _respill_later(self, run, delay_s: float) -> None:
+        self._respilling.add(run.task_id)
+        asyncio.get_running_loop().call_later(delay_s, self._respill, run)
 
     def _respill(self, run) -> None:
+        self._respilling.discard(run.task_id)
         if self.manager.tasks.get(run.task_id) is run:
             self._spill(run)
         else:
@@ -407,7 +417,7 @@ class ClusterLink(PeerIntake):
                                        f"the global scheduler could not place task {run.task_id.hex()[:16]} "
                                        f"after {attempts} attempts: {error}")
             return
-        asyncio.get_running_loop().call_later(SPILL_RETRY_DELAY_S, self._respill, run)
+        self._respill_later(run, SPILL_RETRY_DELAY_S)
 
     # ========================================================== forwarding
 
@@ -517,9 +527,16 @@ class ClusterLink(PeerIntake):
             if peer is not None:
                 peer.send(node_pb2.ClientMessage(cancel_task=node_pb2.CancelTask(task_id=task_id, force=force)))
             return True
-        if task_id in self._parked or task_id in self._placing:
+        # Spilled and not on a peer or in the local scheduler yet: parked for
+        # an argument, being placed, waiting to be placed again, or waiting
+        # for its peer's connection. Every such step checks the task is
+        # still the node's before it goes on.
+        routing = (self._parked, self._placing, self._respilling, self._forwarding)
+        if any(task_id in ids for ids in routing):
             self._parked.pop(task_id, None)
             self._placing.discard(task_id)
+            self._respilling.discard(task_id)
+            self._forwarding.discard(task_id)
             self.manager._task_cancelled(task_id)
             self.manager.objects.release_holder(routed_holder(task_id))
             return True

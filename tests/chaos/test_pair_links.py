@@ -6,6 +6,7 @@ scheduler declares it dead while the others stay alive), and heal."""
 from __future__ import annotations
 
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -140,6 +141,31 @@ def test_cli_cuts_a_pair_and_isolates_a_node_by_session(three_nodes):
         result = CliRunner().invoke(cli, ["nemesis", "heal", "--session", session])
     assert result.exit_code == 0 and "healed" in result.output, result.output
     assert all(p.enabled for p in links.api.proxies().values())
+
+
+@lineagerun.remote
+def echo(value):
+    return value
+
+
+@pytest.mark.timeout(120)
+def test_a_task_cancelled_between_forward_attempts_is_cancelled(three_nodes):
+    """A task placed on a node its submitter's node cannot reach waits
+    between forward attempts (cluster_link SPILL_RETRY_DELAY_S); a cancel
+    arriving then used to be lost, and the task ran after the heal."""
+    cluster = three_nodes
+    head, a, _ = cluster.list_all_nodes()
+    nemesis = ClusterNemesis(cluster)
+    assert lineagerun.get(echo.options(scheduling_strategy=_on(a)).remote(1), timeout=60) == 1
+    nemesis.cut_pair(head, a)
+    try:
+        ref = echo.options(scheduling_strategy=_on(a)).remote(2)
+        time.sleep(1.0)  # its forward to a failed, and is retried every 0.5 s
+        lineagerun.cancel(ref)
+        with pytest.raises(lineagerun.exceptions.TaskCancelledError):
+            lineagerun.get(ref, timeout=30)
+    finally:
+        nemesis.heal()
 
 
 @pytest.mark.timeout(240)
