@@ -15,6 +15,7 @@ from lineagerun.node.actor_recovery_driver import ActorRecoveryDriver
 from lineagerun.node.actor_routing import ActorRouting
 from lineagerun.node import specs
 from lineagerun.node.actors import ActorEntry, ActorPhase
+from lineagerun.node.object_table import remote_call_holder
 from lineagerun.node.scheduler import ActorResourcesReleased, ActorWorkerDetached
 from lineagerun.node.session import Session
 from lineagerun.rpc import lineage_pb2, node_pb2
@@ -85,6 +86,7 @@ class ActorHandlers(ActorRecoveryDriver, ActorRouting):
         actor.deferred, actor.intake = [], type(actor.intake)()
         for spec in waiting:  # never numbered: nothing recorded
             self._fail_returns(specs.return_ids(spec), "ActorDiedError", message)
+            self.objects.release_holder(remote_call_holder(spec.task_id))  # a call that waited for a relocation
         for run in pending:
             self.tasks.pop(run.task_id, None)
             self.objects.release_holder(run.holder())

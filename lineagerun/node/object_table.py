@@ -57,6 +57,12 @@ def routed_holder(task_id: bytes) -> str:
     return f"routed:{task_id.hex()}"
 
 
+def remote_call_holder(task_id: bytes) -> str:
+    """Pins the arguments of a call to an actor on another node while it
+    waits here for that node to be known (the actor placed or relocated)."""
+    return f"remote-call:{task_id.hex()}"
+
+
 def forwarded_holder(task_id: bytes) -> str:
     """Pins a forwarded task's arguments here until its results come back
     (the peer pulls them from this node)."""
