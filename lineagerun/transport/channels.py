@@ -33,6 +33,12 @@ _CLIENT_OPTIONS = _OPTIONS + [
     ("grpc.min_reconnect_backoff_ms", 1000),
     ("grpc.max_reconnect_backoff_ms", 500),
     ("grpc.enable_retries", 0),
+    # A channel of its own connections: with gRPC's process-wide subchannel
+    # pool a new channel to an address that refused a moment ago (a peer or
+    # proxy coming back after a cut) shares the old channel's backoff and
+    # fails at once with its stale "Connection refused" (the flaky driver
+    # reconnects of tests/chaos/test_driver_reconnect.py).
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 
 DEFAULT_HOST = "127.0.0.1"
