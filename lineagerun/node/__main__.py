@@ -23,6 +23,7 @@ from lineagerun.node.cluster_link import ClusterLink
 from lineagerun.node.lineage_writer import LineageWriter
 from lineagerun.node.object_table import NodeObjectStore
 from lineagerun.node.server import NodeManager
+from lineagerun.util import event_loop
 from lineagerun.node.session import NodeManagerServicer
 from lineagerun.node.store_dial import store_dial
 from lineagerun.node.worker_pool import DEFAULT_WORKER_MODULE, WorkerPool
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         profiler = cProfile.Profile()
         profiler.enable()
     try:
-        asyncio.run(serve(args))
+        event_loop.run(serve(args))
     except (ConfigurationError, InvalidArgumentError) as exc:
         print(f"lineagerun node: {exc}", file=sys.stderr)
         return 2

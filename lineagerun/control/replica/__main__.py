@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lineagerun.control import dial_map
 from lineagerun.control.replica.identity import check_identity
+from lineagerun.util import event_loop
 from lineagerun.control.replica.server import ReplicaService, now_ms, print_fatal
 from lineagerun.control.replica.storage import DURABILITY_MODES, RocksStorage
 from lineagerun.core.chain.replica import ReplicaCore, ReplicaSettings
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as err:
         print_fatal(err)
         return 2
-    return asyncio.run(_serve(args, token, identity.cluster_id if identity else ""))
+    return event_loop.run(_serve(args, token, identity.cluster_id if identity else ""))
 
 
 if __name__ == "__main__":
