@@ -23,7 +23,6 @@ from lineagerun.node.cluster_link import ClusterLink
 from lineagerun.node.lineage_writer import LineageWriter
 from lineagerun.node.object_table import NodeObjectStore
 from lineagerun.node.server import NodeManager
-from lineagerun.util import event_loop
 from lineagerun.node.session import NodeManagerServicer
 from lineagerun.node.store_dial import store_dial
 from lineagerun.node.worker_pool import DEFAULT_WORKER_MODULE, WorkerPool
@@ -33,6 +32,7 @@ from lineagerun.objects.transfer import ObjectManagerServicer
 from lineagerun.rpc import lineage_pb2, node_pb2_grpc
 from lineagerun.transport.auth import read_token_file
 from lineagerun.transport.channels import bind, make_aio_server
+from lineagerun.util import event_loop
 
 log = logging.getLogger("lineagerun.node")
 

@@ -189,8 +189,7 @@ class ActorHosting:
                 session, spec, resent = actor.intake[0]
                 if not resent:
                     actor.intake.popleft()
-                    self._submit_here(session, [spec])  # pinned as submitted from here on
-                    self.objects.release_holder(remote_call_holder(spec.task_id))
+                    self._submit_waited(session, spec)
                     continue
                 batch = []
                 while actor.intake and actor.intake[0][2] and len(batch) < RESENT_CHECK_BATCH_MAX:

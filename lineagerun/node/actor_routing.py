@@ -137,6 +137,12 @@ class ActorRouting(ActorHosting):
         finally:
             self.__dict__["_intake_bypass"] = False
 
+    def _submit_waited(self, session, spec: lineage_pb2.TaskSpec) -> None:
+        """Submit a call that waited here for its actor (deferred, or in the
+        intake): its ``submitted:`` pin takes over from its waiting one."""
+        self._submit_here(session, [spec])
+        self.objects.release_holder(remote_call_holder(spec.task_id))
+
     def _actor_creation_kept(self, run) -> None:
         """Hook of ``_schedule_local``: the creation runs here; so do the
         calls deferred while it was being placed."""
@@ -146,8 +152,7 @@ class ActorRouting(ActorHosting):
         actor.placed_here = True
         deferred, actor.deferred = actor.deferred, []
         for session, spec in deferred:
-            self._submit_here(session, [spec])  # pinned as submitted from here on
-            self.objects.release_holder(remote_call_holder(spec.task_id))
+            self._submit_waited(session, spec)
 
     def _decorate_creation(self, run, message: node_pb2.ExecuteTask) -> None:
         """Hook of ``_send_execute``: an adopted actor's constructor runs as a

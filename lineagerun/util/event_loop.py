@@ -20,13 +20,15 @@ EVENT_LOOP_ENV = "LINEAGERUN_EVENT_LOOP"
 
 def run(main: Coroutine[Any, Any, Any]) -> Any:
     """``asyncio.run(main)`` on the service event loop."""
-    factory = None
-    if os.environ.get(EVENT_LOOP_ENV, "uvloop") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:  # an install without it: asyncio's loop does the same work
-            uvloop = None
-        if uvloop is not None:
-            factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(main)
+
+
+def _loop_factory():
+    if os.environ.get(EVENT_LOOP_ENV, "uvloop") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:  # an install without it: asyncio's loop does the same work
+        return None
+    return uvloop.new_event_loop

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from lineagerun.control import dial_map
 from lineagerun.control.replica.identity import check_identity
-from lineagerun.util import event_loop
 from lineagerun.control.replica.server import ReplicaService, now_ms, print_fatal
 from lineagerun.control.replica.storage import DURABILITY_MODES, RocksStorage
 from lineagerun.core.chain.replica import ReplicaCore, ReplicaSettings
@@ -25,6 +24,7 @@ from lineagerun.exceptions import ConfigurationError, ShardMismatchError
 from lineagerun.rpc import control_store_pb2_grpc
 from lineagerun.transport import channels, tls
 from lineagerun.transport.auth import read_token_file
+from lineagerun.util import event_loop
 
 EXIT_SHARD_MISMATCH = 3
 
