@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from lineagerun.chaos.ports import chosen_port
+from lineagerun.chaos.proxy_api import bound_api
 from lineagerun.control.dial_map import write_dial_map
 from lineagerun.exceptions import ConfigurationError, InvalidArgumentError
 
@@ -81,15 +82,12 @@ class ControlStoreLinks:
     ``RuntimeLinks``)."""
 
     def __init__(self, proxy_server_factory: Callable | None = None, *, api=None, server=None):
-        from toxiproxy import Toxiproxy
-
         from lineagerun.chaos.proxy import start_proxy_server
 
         self._own_server = api is None
         if api is None:
             server = (proxy_server_factory or start_proxy_server)()
-            api = Toxiproxy()
-            api.update_api_consumer(server.host, server.port)
+            api = bound_api(server.host, server.port)
         self._server = server
         self.api = api
         self._lock = threading.Lock()
@@ -270,8 +268,6 @@ def recorded_link_proxies(directory: str | os.PathLike, link: str) -> list:
     recorded them in ``DIRECTORY/chaos-links.json``."""
     import json
 
-    from toxiproxy import Toxiproxy
-
     path = Path(directory) / LINKS_FILE_NAME
     try:
         record = json.loads(path.read_text())
@@ -279,9 +275,8 @@ def recorded_link_proxies(directory: str | os.PathLike, link: str) -> list:
         raise ConfigurationError(f"{directory} has no {LINKS_FILE_NAME}: its store's links are not proxied (start "
                                  f"it with ControlStoreLinks, Cluster(chaos=True) or a scenario with a link: "
                                  f"fault; for a runtime session pass SESSION/control)") from None
-    api = Toxiproxy()
     host, _, port = record["api"].rpartition(":")
-    api.update_api_consumer(host, int(port))
+    api = bound_api(host, int(port))
     names = select_proxies(link, record["links"])
     proxies = [api.get_proxy(name) for name in names]
     if any(proxy is None for proxy in proxies):

@@ -27,6 +27,7 @@ import threading
 from typing import Callable, Protocol
 
 from lineagerun import processes
+from lineagerun.chaos.proxy_api import bound_api
 from lineagerun.core.chaos_schedule import INJECT, TOXIC_ACTIONS, ScheduledAction
 from lineagerun.exceptions import ConfigurationError, InvalidArgumentError
 
@@ -170,14 +171,11 @@ class ClientLinks:
     """
 
     def __init__(self, cluster, proxy_server_factory: Callable | None = None):
-        from toxiproxy import Toxiproxy
-
         from lineagerun.chaos.proxy import start_proxy_server
 
         self.cluster = cluster
         self._server = (proxy_server_factory or start_proxy_server)()
-        self._api = Toxiproxy()
-        self._api.update_api_consumer(self._server.host, self._server.port)
+        self._api = bound_api(self._server.host, self._server.port)
         self._lock = threading.Lock()
         self._proxies: dict[str, object] = {}          # upstream address -> toxiproxy Proxy
         self._toxics: dict[str, tuple[str, str, float, dict[str, int]]] = {}

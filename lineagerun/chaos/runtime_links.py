@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Callable
 
 from lineagerun.chaos.ports import chosen_port
+from lineagerun.chaos.proxy_api import bound_api
 from lineagerun.control.dial_map import write_dial_map
 from lineagerun.exceptions import ConfigurationError
 from lineagerun.node.peer_dial import DIAL_REWRITE_ENV
@@ -89,13 +90,10 @@ class RuntimeLinks:
     ``LINEAGERUN_TOXIPROXY`` names)."""
 
     def __init__(self, proxy_server_factory: Callable | None = None):
-        from toxiproxy import Toxiproxy
-
         from lineagerun.chaos.proxy import start_proxy_server
 
         self._server = (proxy_server_factory or start_proxy_server)()
-        self.api = Toxiproxy()
-        self.api.update_api_consumer(self._server.host, self._server.port)
+        self.api = bound_api(self._server.host, self._server.port)
         self._lock = threading.Lock()
         self.nodes: list[NodeLinks] = []
         self.pairs: dict[tuple[int, int], object] = {}   # (from index, to index) -> toxiproxy Proxy

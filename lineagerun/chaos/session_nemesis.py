@@ -13,6 +13,7 @@ import json
 import signal
 from pathlib import Path
 
+from lineagerun.chaos.proxy_api import bound_api
 from lineagerun.chaos.runtime_links import CHAOS_FILE_NAME
 from lineagerun.chaos.runtime_targets import SessionProcesses, busiest_worker, signal_pid
 from lineagerun.exceptions import ConfigurationError, InvalidArgumentError
@@ -104,18 +105,14 @@ def restart_scheduler(session_dir: str) -> str:
 
 
 def _links(session_dir: str):
-    from toxiproxy import Toxiproxy
-
     path = Path(session_dir) / CHAOS_FILE_NAME
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigurationError(f"{session_dir} has no {CHAOS_FILE_NAME}: network faults need a cluster "
                                  f"started with Cluster(chaos=True) (its links go through chaos proxies)") from None
-    api = Toxiproxy()
     host, _, port = record["api"].rpartition(":")
-    api.update_api_consumer(host, int(port))
-    return api, record
+    return bound_api(host, int(port)), record
 
 
 def _node_proxies(session_dir: str, node: str | None, kinds: tuple[str, ...]) -> list:

@@ -27,13 +27,6 @@ def toxiproxy(monkeypatch):
     server.stop()
 
 
-@pytest.fixture
-def echo():
-    server = EchoServer()
-    yield server
-    server.stop()
-
-
 def test_running_and_version(toxiproxy):
     assert toxiproxy.running() is True
     assert b'"version"' in toxiproxy.version()

@@ -36,13 +36,6 @@ def api():
     server.stop()
 
 
-@pytest.fixture
-def echo():
-    server = EchoServer()
-    yield server
-    server.stop()
-
-
 def assert_error(result, status: int, fragment: str = ""):
     got_status, body = result
     assert got_status == status, body

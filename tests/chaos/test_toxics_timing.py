@@ -12,16 +12,9 @@ import time
 import pytest
 
 from lineagerun.chaos.proxy import ChaosProxyServer
-from tests.chaos import Api, EchoServer, connect, recv_exactly, round_trip_s
+from tests.chaos import Api, connect, recv_exactly, round_trip_s
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def echo():
-    server = EchoServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
