@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
 from lineagerun.core.ids import ObjectID, TaskID
 
 
@@ -91,15 +93,20 @@ class ObjectRef:
     def __repr__(self) -> str:
         return f"ObjectRef({self._id.hex()})"
 
-    def __await__(self):
-        # ``await ref`` inside async actors, as Ray: the blocking get runs in
-        # a thread so the event loop keeps serving other calls.
-        import asyncio
-
+    def future(self) -> concurrent.futures.Future:
+        """A ``concurrent.futures.Future`` of the value, as Ray's
+        ``ObjectRef.future()``: its result is what ``get`` would return (or
+        raise); no thread waits for it."""
         from lineagerun.api import context
 
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(None, context.core_worker().get_one, self).__await__()
+        return context.core_worker().get_future(self)
+
+    def __await__(self):
+        # ``await ref`` (async actors, a driver's asyncio code), as Ray: the
+        # event loop keeps serving other calls while the node answers.
+        import asyncio
+
+        return asyncio.wrap_future(self.future()).__await__()
 
 
 def ref_to_id(obj) -> bytes | None:

@@ -33,6 +33,7 @@ from lineagerun.rpc import lineage_pb2, node_pb2, node_pb2_grpc
 from lineagerun.transport.channels import make_channel
 from lineagerun.transport.errors import from_rpc_error
 from lineagerun.worker import payloads
+from lineagerun.worker.object_reads import ObjectReads
 from lineagerun.worker.outbox import next_stream_message
 
 # Own small puts kept to answer get() without a round trip (entries).
@@ -59,7 +60,7 @@ class SessionClosedError(exceptions.LineagerunError):
     pass
 
 
-class CoreWorker:
+class CoreWorker(ObjectReads):
     """A driver's or worker's session with its node manager."""
 
     def __init__(self, address: str, token: str | None, *, kind: int, worker_id: WorkerID,
@@ -441,6 +442,10 @@ class CoreWorker:
                 future.set_exception(error)
 
     def _request(self, build: Callable[[int], node_pb2.ClientMessage], timeout_s: float | None = None):
+        return self._request_future(build).result(timeout=timeout_s)
+
+    def _request_future(self, build: Callable[[int], node_pb2.ClientMessage]) -> Future:
+        """Send the request ``build(request_id)``; its answer's future."""
         request_id = next(self._request_ids)
         future: Future = Future()
         with self._futures_lock:
@@ -453,7 +458,7 @@ class CoreWorker:
                 with self._futures_lock:
                     self._resume.requests[request_id] = message
             self._send(message)
-        return future.result(timeout=timeout_s)
+        return future
 
     # ----------------------------------------------------------- identity
 
@@ -591,92 +596,6 @@ class CoreWorker:
             if len(self._local_objects) >= LOCAL_OBJECTS_MAX:
                 self._local_objects.pop(next(iter(self._local_objects)))
             self._local_objects[object_id] = payload
-
-    def get(self, refs: list[ObjectRef], timeout_s: float | None) -> list[Any]:
-        payloads_by_id: dict[bytes, Any] = {}
-        missing = []
-        for ref in refs:
-            payload = self._local_objects.get(ref.binary())
-            if payload is not None:
-                payloads_by_id[ref.binary()] = payload
-            elif ref.binary() not in payloads_by_id:
-                missing.append(ref.binary())
-                payloads_by_id[ref.binary()] = None
-        reply = None
-        in_store: set[bytes] = set()  # ids the reply's payloads name in the shared-memory store
-        if missing:
-            timeout_ms = -1 if timeout_s is None else max(0, int(timeout_s * 1000))
-            try:
-                with self.blocking():
-                    reply = self._request(lambda rid: node_pb2.ClientMessage(
-                        get_objects=node_pb2.GetObjects(request_id=rid, object_ids=missing, timeout_ms=timeout_ms)),
-                        self._client_timeout(timeout_s))
-            except TimeoutError:
-                reply = node_pb2.ObjectsReply(timed_out=True)
-            if reply.timed_out:
-                raise exceptions.GetTimeoutError(
-                    f"get timed out after {timeout_s} s: {len(missing)} of {len(refs)} objects not ready")
-            for result in reply.objects:
-                payloads_by_id[result.object_id] = result
-            in_store = {result.object_id for result in reply.objects
-                        if result.payload.WhichOneof("kind") == "shm_name"}
-            if in_store and self._ref_events is not None:
-                with self._outbox_cv:
-                    self._in_store.update(ref.binary() for ref in refs if ref._tracked and ref.binary() in in_store)
-        try:
-            return [self._value_of(ref, payloads_by_id[ref.binary()]) for ref in refs]
-        finally:
-            if in_store:
-                self._mapped(reply.request_id)
-
-    def _mapped(self, request_id: int) -> None:
-        """The files of a get reply are mapped: the node may evict them once
-        released (a mapping outlives its file)."""
-        try:
-            self._send(node_pb2.ClientMessage(objects_mapped=node_pb2.ObjectsMapped(request_id=request_id)))
-        except exceptions.LineagerunError:
-            pass  # the session ended: the node dropped its pins with it
-
-    def get_one(self, ref: ObjectRef, timeout_s: float | None = None) -> Any:
-        return self.get([ref], timeout_s)[0]
-
-    def _value_of(self, ref: ObjectRef, item) -> Any:
-        if item is None:
-            raise exceptions.ObjectLostError(ref.hex(), "the node manager did not return it")
-        if isinstance(item, node_pb2.ObjectResult):
-            if item.error_kind and not item.HasField("payload"):
-                raise payloads.error_from_result(item)
-            if item.error_kind and not item.payload.WhichOneof("kind"):
-                raise payloads.error_from_result(item)
-            item = item.payload
-        value = payloads.from_payload(item, ref.hex())
-        if item.is_error:
-            if isinstance(value, exceptions.TaskError):
-                value = value.as_instanceof_cause()
-            raise value
-        return value
-
-    def wait(self, refs: list[ObjectRef], num_returns: int, timeout_s: float | None,
-             fetch_local: bool) -> list[bytes]:
-        timeout_ms = -1 if timeout_s is None else max(0, int(timeout_s * 1000))
-        ids = list(dict.fromkeys(ref.binary() for ref in refs))
-        try:
-            with self.blocking():
-                reply = self._request(lambda rid: node_pb2.ClientMessage(wait_objects=node_pb2.WaitObjects(
-                    request_id=rid, object_ids=ids, num_returns=num_returns, timeout_ms=timeout_ms,
-                    fetch_local=fetch_local)), self._client_timeout(timeout_s))
-        except TimeoutError:
-            return []  # the node did not answer in time (a TCP driver's link is down): nothing known ready
-        return list(reply.ready_object_ids)
-
-    def _client_timeout(self, timeout_s: float | None) -> float | None:
-        """The node enforces get/wait timeouts; a TCP driver whose link may
-        be down enforces them too, a little later."""
-        if timeout_s is None or self._resume is None:
-            return None
-        from lineagerun.worker.session_resume import CLIENT_TIMEOUT_SLACK_S
-
-        return timeout_s + CLIENT_TIMEOUT_SLACK_S
 
     # ------------------------------------------------- cancel, actors, info
 

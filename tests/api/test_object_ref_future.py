@@ -1,0 +1,102 @@
+"""``ObjectRef.future()`` and ``await ref``, as Ray: the value (or its error)
+without a thread blocked on it."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import lineagerun
+from lineagerun import exceptions
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("cluster")]
+
+
+@lineagerun.remote
+def add(a, b):
+    return a + b
+
+
+@lineagerun.remote
+def slow(value, seconds):
+    time.sleep(seconds)
+    return value
+
+
+@lineagerun.remote
+def fails():
+    raise KeyError("missing thing")
+
+
+def test_future_resolves_to_the_value():
+    future = add.remote(2, 3).future()
+    assert isinstance(future, concurrent.futures.Future)
+    assert future.result(timeout=30) == 5
+
+
+def test_future_of_a_failed_task_raises_the_task_error():
+    future = fails.remote().future()
+    with pytest.raises(KeyError) as raised:
+        future.result(timeout=30)
+    assert isinstance(raised.value, exceptions.TaskError)
+    assert "missing thing" in str(raised.value)
+
+
+def test_future_of_a_put_array_is_zero_copy():
+    array = np.arange(1_000_000, dtype=np.int64)
+    value = lineagerun.put(array).future().result(timeout=30)
+    assert np.array_equal(value, array)
+    assert not value.flags.writeable  # read from the shared-memory store, as get
+
+
+def test_futures_complete_on_their_own_as_objects_become_ready():
+    done_order = []
+    refs = [slow.remote(index, 0.6 - 0.25 * index) for index in range(3)]
+    futures = [ref.future() for ref in refs]
+    for index, future in enumerate(futures):
+        future.add_done_callback(lambda f, index=index: done_order.append(index))
+    results = [f.result(timeout=30) for f in futures]
+    assert results == [0, 1, 2]
+    assert done_order[0] == 2  # the shortest task's future completed first
+
+
+def test_many_pending_futures_do_not_hold_threads():
+    threads_before = threading.active_count()
+    refs = [slow.remote(index, 0.3) for index in range(64)]
+    futures = [ref.future() for ref in refs]
+    assert threading.active_count() <= threads_before + 2
+    assert [f.result(timeout=60) for f in futures] == list(range(64))
+
+
+def test_await_in_driver_asyncio_code():
+    async def main():
+        one = await add.remote(1, 1)
+        both = await asyncio.gather(add.remote(1, 2), add.remote(3, 4))
+        return one, both
+
+    assert asyncio.run(main()) == (2, [3, 7])
+
+
+@lineagerun.remote
+class Gatherer:
+    async def total(self, refs):
+        return sum(await asyncio.gather(*refs))
+
+    async def first_error(self, refs):
+        try:
+            await refs[0]
+        except KeyError as err:  # a TaskError that is also a KeyError, as from get
+            return f"caught {type(err).__name__}"
+        return "no error"
+
+
+def test_await_in_an_async_actor():
+    gatherer = Gatherer.remote()
+    refs = [add.remote(i, i) for i in range(40)]
+    assert lineagerun.get(gatherer.total.remote(refs), timeout=60) == sum(2 * i for i in range(40))
+    assert lineagerun.get(gatherer.first_error.remote([fails.remote()]), timeout=60) == "caught TaskError(KeyError)"
