@@ -43,7 +43,7 @@ class ObjectRequests:
             session.send(node_pb2.NodeMessage(objects_reply=node_pb2.ObjectsReply(
                 request_id=request_id, objects=results)))
 
-        if not self.objects.get(ids, message.timeout_ms, reply, owner=session.holder()):
+        if not self.objects.get(ids, message.timeout_ms, reply, owner=session.holder()) and not message.not_blocking:
             blocked.append(True)
             self._block(session)
 

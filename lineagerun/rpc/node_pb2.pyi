@@ -93,14 +93,16 @@ class ExportFunction(_message.Message):
     def __init__(self, function: _Optional[_Union[_lineage_pb2.FunctionRecord, _Mapping]] = ...) -> None: ...
 
 class GetObjects(_message.Message):
-    __slots__ = ("request_id", "object_ids", "timeout_ms")
+    __slots__ = ("request_id", "object_ids", "timeout_ms", "not_blocking")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    NOT_BLOCKING_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     object_ids: _containers.RepeatedScalarFieldContainer[bytes]
     timeout_ms: int
-    def __init__(self, request_id: _Optional[int] = ..., object_ids: _Optional[_Iterable[bytes]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    not_blocking: bool
+    def __init__(self, request_id: _Optional[int] = ..., object_ids: _Optional[_Iterable[bytes]] = ..., timeout_ms: _Optional[int] = ..., not_blocking: _Optional[bool] = ...) -> None: ...
 
 class WaitObjects(_message.Message):
     __slots__ = ("request_id", "object_ids", "num_returns", "timeout_ms", "fetch_local")

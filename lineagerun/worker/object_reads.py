@@ -85,7 +85,7 @@ class ObjectReads:
             return out
         try:
             answer = self._request_future(lambda rid: node_pb2.ClientMessage(
-                get_objects=node_pb2.GetObjects(request_id=rid, object_ids=missing, timeout_ms=-1)))
+                get_objects=node_pb2.GetObjects(request_id=rid, object_ids=missing, timeout_ms=-1, not_blocking=True)))
         except BaseException as err:  # noqa: BLE001 - e.g. the session is closed
             out.set_exception(err)
             return out

@@ -100,3 +100,22 @@ def test_await_in_an_async_actor():
     refs = [add.remote(i, i) for i in range(40)]
     assert lineagerun.get(gatherer.total.remote(refs), timeout=60) == sum(2 * i for i in range(40))
     assert lineagerun.get(gatherer.first_error.remote([fails.remote()]), timeout=60) == "caught TaskError(KeyError)"
+
+
+@lineagerun.remote
+def waits_on_a_future(refs, seconds):
+    future = refs[0].future()
+    time.sleep(seconds)  # still running: its CPU is not lent to other tasks
+    return future.result(timeout=30)
+
+
+def test_a_task_holding_a_future_keeps_its_cpu():
+    total = lineagerun.cluster_resources()["CPU"]
+    slow_ref = slow.remote("late", 4.0)
+    holder = waits_on_a_future.remote([slow_ref], 2.0)
+    deadline = time.monotonic() + 10
+    while lineagerun.available_resources().get("CPU", 0) > total - 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.8)  # the holder has asked for the object by now
+    assert lineagerun.available_resources().get("CPU", 0) == total - 2
+    assert lineagerun.get(holder, timeout=30) == "late"
