@@ -2,7 +2,7 @@
 lineage in a replicated control store. ``import lineagerun as ray`` works for
 the core API below."""
 
-from lineagerun import exceptions
+from lineagerun import actor, exceptions
 from lineagerun.api.actor import ActorClass, ActorHandle, get_actor, kill
 from lineagerun.api.object_ref import ObjectRef
 from lineagerun.api.objects import cancel, get, put, wait
@@ -46,7 +46,7 @@ def method(*, num_returns: int = 1):
 
 
 __all__ = [
-    "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "available_resources", "cancel",
+    "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "actor", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_runtime_context", "init", "is_initialized",
     "kill", "method", "nodes", "progress", "put", "remote", "shutdown", "wait",
 ]

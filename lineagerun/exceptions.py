@@ -197,6 +197,19 @@ class ActorUnavailableError(ActorError):
     """The actor is temporarily unreachable (e.g. restarting)."""
 
 
+class ActorExitRequested(SystemExit):
+    """Raised by ``lineagerun.actor.exit_actor()`` inside an actor's method
+    to end the actor for good. A ``SystemExit``, so ``except Exception`` in
+    user code does not stop it. Not an error its callers see: they get
+    ``ActorDiedError``."""
+
+
+class AsyncioActorExit(LineagerunError):
+    """What ``exit_actor()`` raises inside an async actor's coroutine (as
+    Ray): asyncio lets a ``SystemExit`` out of the event loop itself, so
+    there the signal is an ordinary exception."""
+
+
 class ObjectLostError(LineagerunError):
     """Every copy of an object is gone and it could not be rebuilt."""
 

@@ -22,6 +22,13 @@ class RuntimeContext:
             return None
         return task.actor_id.hex()
 
+    def get_assigned_resources(self) -> dict:
+        """The resources the current task holds while it runs (an actor's
+        method: what the actor holds for life; Ray's simple actor holds
+        none); ``{}`` in a driver."""
+        task = current_task.get()
+        return dict(task.resources) if task is not None else {}
+
     def get_node_id(self) -> str:
         return context.core_worker().node_id_hex
 

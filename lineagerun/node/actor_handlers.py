@@ -129,6 +129,9 @@ class ActorHandlers(ActorRecoveryDriver, ActorRouting):
             return
         if actor is None or actor.phase is ActorPhase.DEAD:
             return
+        if message.exiting and session.worker_id is not None and session.worker_id == actor.worker_id:
+            self._kill_actor(actor, "it exited: one of its methods called lineagerun.actor.exit_actor()")
+            return
         if not message.no_restart and actor.restartable:
             if actor.phase is ActorPhase.ALIVE and actor.worker_id is not None:
                 self.pool.kill(actor.worker_id)  # restarted as after a crash

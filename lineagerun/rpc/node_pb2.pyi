@@ -169,14 +169,16 @@ class CancelTask(_message.Message):
     def __init__(self, task_id: _Optional[bytes] = ..., force: _Optional[bool] = ..., recursive: _Optional[bool] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class KillActor(_message.Message):
-    __slots__ = ("actor_id", "no_restart", "request_id")
+    __slots__ = ("actor_id", "no_restart", "request_id", "exiting")
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     NO_RESTART_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXITING_FIELD_NUMBER: _ClassVar[int]
     actor_id: bytes
     no_restart: bool
     request_id: int
-    def __init__(self, actor_id: _Optional[bytes] = ..., no_restart: _Optional[bool] = ..., request_id: _Optional[int] = ...) -> None: ...
+    exiting: bool
+    def __init__(self, actor_id: _Optional[bytes] = ..., no_restart: _Optional[bool] = ..., request_id: _Optional[int] = ..., exiting: _Optional[bool] = ...) -> None: ...
 
 class GetActorRequest(_message.Message):
     __slots__ = ("request_id", "name", "namespace")

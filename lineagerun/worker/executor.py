@@ -18,6 +18,7 @@ cancelled without running.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import inspect
@@ -35,6 +36,7 @@ import cloudpickle
 
 from lineagerun import exceptions
 from lineagerun.core.ids import ActorID, JobID, TaskID
+from lineagerun.core.resources import RESOURCE_UNIT_SCALING
 from lineagerun.rpc import lineage_pb2, node_pb2
 from lineagerun.worker import log_capture, payloads
 from lineagerun.worker.core_worker import CoreWorker, current_task
@@ -57,6 +59,7 @@ class RunningTask:
     actor_id: ActorID | None
     name: str
     is_replay: bool = False  # an actor restart re-running a recorded call (or the constructor)
+    resources: tuple = ()  # (name, amount) it holds: a task's demand, an actor's lifetime resources
 
 
 class Executor:
@@ -80,6 +83,8 @@ class Executor:
         self._not_started: list[node_pb2.ExecuteTask] = []
         self._main_busy = False  # the main thread runs a task
         self._waiting = 0  # get/wait calls in progress while it does
+        self._exiting = False  # a method called exit_actor(): nothing more runs here
+        self._actor_resources: tuple = ()
         core.blocking = self._handing_back
 
     # ------------------------------------------------------------ intake
@@ -99,6 +104,8 @@ class Executor:
 
     def _dispatch(self, execute: node_pb2.ExecuteTask) -> None:
         spec = execute.spec
+        if self._exiting:
+            return  # the node fails it with the actor's death
         if spec.is_actor_task and self._loop is not None:
             asyncio.run_coroutine_threadsafe(self._run_async(execute), self._loop)
         elif spec.is_actor_task and self._pool is not None:
@@ -120,6 +127,8 @@ class Executor:
             execute = self._queue.get()
             if execute is None:
                 return
+            if self._exiting:
+                continue
             with self._running_lock:
                 if _may_hand_back(execute.spec):
                     if not any(e is execute for e in self._not_started):
@@ -232,6 +241,7 @@ class Executor:
     def _become_actor(self, spec: lineage_pb2.TaskSpec, cls: type, args: list, kwargs: dict) -> None:
         self._instance = cls(*args, **kwargs)
         self._actor_id = ActorID(spec.actor_id) if spec.actor_id else TaskID(spec.task_id).actor_id()
+        self._actor_resources = _held_resources(spec)
         is_async = any(inspect.iscoroutinefunction(member) for _, member in inspect.getmembers(cls))
         if is_async:
             concurrency = spec.max_concurrency or ASYNC_ACTOR_CONCURRENCY_DEFAULT
@@ -246,7 +256,8 @@ class Executor:
         actor_id = self._actor_id
         if spec.is_actor_creation or spec.is_actor_task:
             actor_id = TaskID(spec.task_id).actor_id()
-        return RunningTask(TaskID(spec.task_id), JobID(spec.job_id), actor_id, "", execute.is_replay)
+        resources = self._actor_resources if spec.is_actor_task else _held_resources(spec)
+        return RunningTask(TaskID(spec.task_id), JobID(spec.job_id), actor_id, "", execute.is_replay, resources)
 
     def _run(self, execute: node_pb2.ExecuteTask) -> None:
         spec = execute.spec
@@ -265,6 +276,13 @@ class Executor:
                 with self._running_lock:
                     self._running_threads.pop(spec.task_id, None)
             finished = self._finished(execute, result)
+        except exceptions.ActorExitRequested as exc:
+            actor_id = self._running(execute).actor_id
+            if actor_id is None:  # raised by hand in a plain task: an ordinary error
+                finished = self._failed(execute, exc)
+            else:
+                self._exit_actor(actor_id)
+                return
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything
             finished = self._failed(execute, exc)
         finally:
@@ -292,12 +310,28 @@ class Executor:
                 else:
                     result = method(*args, **kwargs)
                 finished = await asyncio.get_running_loop().run_in_executor(None, self._finished, execute, result)
+            except (exceptions.ActorExitRequested, exceptions.AsyncioActorExit):
+                self._exit_actor(self._actor_id)
+                return
             except BaseException as exc:  # noqa: BLE001
                 if isinstance(exc, asyncio.CancelledError):
                     exc = exceptions.TaskCancelledError(f"task {spec.task_id.hex()} was cancelled")
                 finished = self._failed(execute, exc)
         finished.duration_ms = int((time.monotonic() - started_s) * 1000)
         self.core.send(node_pb2.ClientMessage(task_finished=finished))
+
+    def _exit_actor(self, actor_id: ActorID) -> None:
+        """A method called exit_actor(): this process's atexit handlers run,
+        then the node is asked to end the actor for good. It fails that
+        call and every queued one with ActorDiedError and stops this
+        process; meanwhile nothing more starts here."""
+        with self._running_lock:
+            if self._exiting:
+                return
+            self._exiting = True
+        atexit._run_exitfuncs()
+        self.core.send(node_pb2.ClientMessage(kill_actor=node_pb2.KillActor(
+            actor_id=actor_id.binary(), no_restart=True, exiting=True)))
 
     # ------------------------------------------------------------ results
 
@@ -382,6 +416,12 @@ class Executor:
             running = task_id is not None and task_id in self._running_threads
         if running:
             raise exceptions.TaskCancelledError(f"task {task_id.hex()} was cancelled")
+
+
+def _held_resources(spec: lineage_pb2.TaskSpec) -> tuple:
+    """What the task holds while it runs (an actor creation: what the actor
+    holds for life), as (name, amount) pairs."""
+    return tuple((name, units / RESOURCE_UNIT_SCALING) for name, units in sorted(spec.resources.items()) if units)
 
 
 def _may_hand_back(spec: lineage_pb2.TaskSpec) -> bool:

@@ -163,3 +163,14 @@ def test_method_num_returns():
 def test_unknown_method_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no_such_method"):
         Pair.remote().no_such_method
+
+
+@lineagerun.remote
+class Holder:
+    def assigned(self):
+        return lineagerun.get_runtime_context().get_assigned_resources()
+
+
+def test_get_assigned_resources_of_actors():
+    assert lineagerun.get(Holder.remote().assigned.remote(), timeout=60) == {}  # Ray's simple actor holds none
+    assert lineagerun.get(Holder.options(num_cpus=1).remote().assigned.remote(), timeout=60) == {"CPU": 1.0}

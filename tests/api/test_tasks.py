@@ -276,3 +276,13 @@ def test_unknown_option_is_rejected():
 def test_non_serialisable_argument_fails_at_the_call_site():
     with pytest.raises(exceptions.SerializationError, match="lock"):
         echo.remote(threading.Lock())
+
+
+@lineagerun.remote(num_cpus=2)
+def assigned_resources():
+    return lineagerun.get_runtime_context().get_assigned_resources()
+
+
+def test_get_assigned_resources_of_a_task_and_the_driver():
+    assert lineagerun.get(assigned_resources.remote(), timeout=60) == {"CPU": 2.0}
+    assert lineagerun.get_runtime_context().get_assigned_resources() == {}
