@@ -6,7 +6,8 @@ actor is busy until that ref is ready. Values submitted while every actor
 is busy wait here and go to the next actor that becomes free. Results come
 back in submission order (``get_next``/``map``) or as they finish
 (``get_next_unordered``/``map_unordered``); after unordered ones,
-``get_next`` returns the earliest submission not returned yet.
+``get_next`` returns the earliest submission not returned yet. An actor
+whose call failed because it is dead (``ActorError``) leaves the pool.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
-from lineagerun.exceptions import GetTimeoutError, InvalidArgumentError
+from lineagerun.api.object_ref import ObjectRef
+from lineagerun.exceptions import ActorError, GetTimeoutError, InvalidArgumentError
 
 
 class ActorPool:
@@ -34,8 +36,12 @@ class ActorPool:
             self._waiting.append((fn, value))
             return
         actor = self._idle.pop()
-        ref = fn(actor, value)
-        if not hasattr(ref, "hex"):
+        try:
+            ref = fn(actor, value)
+        except BaseException:
+            self._idle.append(actor)
+            raise
+        if not isinstance(ref, ObjectRef):
             self._idle.append(actor)
             raise InvalidArgumentError(f"the pool's fn must return the ObjectRef of one call, got {ref!r}")
         self._busy[ref] = (self._next_index, actor)
@@ -62,11 +68,11 @@ class ActorPool:
             yield next_result()
 
     def _drop_pending_results(self) -> None:
-        while self.has_next():
-            try:
-                self.get_next_unordered(timeout=0, ignore_if_timedout=True)
-            except GetTimeoutError:
-                pass
+        """Earlier submissions are given up: waiting values dropped, running
+        calls' results ignored (their actors free)."""
+        self._waiting.clear()
+        for ref in list(self._busy):
+            self._release(ref)
 
     # ---------------------------------------------------------- results
 
@@ -89,8 +95,7 @@ class ActorPool:
                 raise GetTimeoutError(f"the pool's next result was not ready within {timeout} s")
             self._release(ref)
             raise GetTimeoutError(f"the pool's next result was not ready within {timeout} s; its call is ignored")
-        self._release(ref)
-        return self._get(ref)
+        return self._result(ref)
 
     def get_next_unordered(self, timeout: float | None = None, ignore_if_timedout: bool = False) -> Any:
         """The first result to be ready, whichever call it is (timeouts as ``get_next``)."""
@@ -103,8 +108,7 @@ class ActorPool:
             if ignore_if_timedout:
                 self._release(min(self._busy, key=lambda r: self._busy[r][0]))
             raise GetTimeoutError(f"no result of the pool was ready within {timeout} s")
-        self._release(ready[0])
-        return self._get(ready[0])
+        return self._result(ready[0])
 
     def _ready(self, refs: list, timeout: float | None) -> list:
         from lineagerun.api.objects import wait
@@ -112,18 +116,28 @@ class ActorPool:
         ready, _ = wait(refs, num_returns=1, timeout=timeout)
         return ready
 
-    def _get(self, ref) -> Any:
+    def _result(self, ref) -> Any:
+        """``ref``'s value (ready); its actor goes back to work unless the
+        call failed because the actor is dead (as Ray: it leaves the pool)."""
         from lineagerun.api.objects import get
 
-        return get(ref)
+        try:
+            value = get(ref)
+        except ActorError:
+            self._release(ref, alive=False)
+            raise
+        self._release(ref)
+        return value
 
-    def _release(self, ref) -> None:
+    def _release(self, ref, alive: bool = True) -> None:
         """``ref``'s call is done with (returned or ignored): its actor takes
         the next waiting value, or becomes free."""
         index, actor = self._busy.pop(ref)
         del self._by_index[index]
         while self._next_ordered < self._next_index and self._next_ordered not in self._by_index:
             self._next_ordered += 1  # the earliest result not returned yet comes next
+        if not alive:
+            return
         self._idle.append(actor)
         if self._waiting:
             self.submit(*self._waiting.popleft())
@@ -140,7 +154,7 @@ class ActorPool:
 
     def push(self, actor) -> None:
         """Add ``actor`` to the pool (it takes a waiting value at once)."""
-        if actor in self._idle or any(actor is busy for _, busy in self._busy.values()):
+        if actor in self._idle or any(actor == busy for _, busy in self._busy.values()):
             raise InvalidArgumentError("this actor already belongs to the pool")
         self._idle.append(actor)
         if self._waiting:

@@ -260,6 +260,7 @@ class CoreWorker(ObjectReads):
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout=5)
         self._fail_pending(SessionClosedError("the session with the node manager is closed"))
+        self._stop_completions()
 
     @property
     def closed(self) -> bool:

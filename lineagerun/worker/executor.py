@@ -261,6 +261,8 @@ class Executor:
 
     def _run(self, execute: node_pb2.ExecuteTask) -> None:
         spec = execute.spec
+        if self._exiting:
+            return  # queued in a threaded actor's pool: the node fails it with the actor's death
         token = current_task.set(self._running(execute))
         started_s = time.monotonic()
         with self._running_lock:
@@ -276,12 +278,13 @@ class Executor:
                 with self._running_lock:
                     self._running_threads.pop(spec.task_id, None)
             finished = self._finished(execute, result)
-        except exceptions.ActorExitRequested as exc:
+        except (exceptions.ActorExitRequested, exceptions.AsyncioActorExit) as exc:
             actor_id = self._running(execute).actor_id
             if actor_id is None:  # raised by hand in a plain task: an ordinary error
                 finished = self._failed(execute, exc)
             else:
-                self._exit_actor(actor_id)
+                if self._begin_exit():
+                    self._exit_actor(actor_id)
                 return
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything
             finished = self._failed(execute, exc)
@@ -295,6 +298,8 @@ class Executor:
         current_task.set(self._running(execute))
         started_s = time.monotonic()
         async with self._semaphore:
+            if self._exiting:
+                return  # waited for the semaphore: the node fails it with the actor's death
             try:
                 args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self._arguments, execute)
                 method = getattr(self._instance, spec.method_name)
@@ -311,7 +316,8 @@ class Executor:
                     result = method(*args, **kwargs)
                 finished = await asyncio.get_running_loop().run_in_executor(None, self._finished, execute, result)
             except (exceptions.ActorExitRequested, exceptions.AsyncioActorExit):
-                self._exit_actor(self._actor_id)
+                if self._begin_exit():  # the handlers off the loop: one may need it to finish its work
+                    await asyncio.get_running_loop().run_in_executor(None, self._exit_actor, self._actor_id)
                 return
             except BaseException as exc:  # noqa: BLE001
                 if isinstance(exc, asyncio.CancelledError):
@@ -320,15 +326,17 @@ class Executor:
         finished.duration_ms = int((time.monotonic() - started_s) * 1000)
         self.core.send(node_pb2.ClientMessage(task_finished=finished))
 
-    def _exit_actor(self, actor_id: ActorID) -> None:
-        """A method called exit_actor(): this process's atexit handlers run,
-        then the node is asked to end the actor for good. It fails that
-        call and every queued one with ActorDiedError and stops this
-        process; meanwhile nothing more starts here."""
+    def _begin_exit(self) -> bool:
+        """A method called exit_actor(): from now on nothing more starts
+        here. False if another call got there first."""
         with self._running_lock:
-            if self._exiting:
-                return
-            self._exiting = True
+            first, self._exiting = not self._exiting, True
+        return first
+
+    def _exit_actor(self, actor_id: ActorID) -> None:
+        """After ``_begin_exit``: this process's atexit handlers run, then
+        the node is asked to end the actor for good. It fails the exiting
+        call and every queued one with ActorDiedError and stops this process."""
         atexit._run_exitfuncs()
         self.core.send(node_pb2.ClientMessage(kill_actor=node_pb2.KillActor(
             actor_id=actor_id.binary(), no_restart=True, exiting=True)))

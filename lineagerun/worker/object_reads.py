@@ -10,6 +10,8 @@ reply naming files of the node's shared-memory store is acknowledged with
 
 from __future__ import annotations
 
+import queue
+import threading
 from concurrent.futures import Future
 from typing import Any
 
@@ -17,6 +19,16 @@ from lineagerun import exceptions
 from lineagerun.api.object_ref import ObjectRef
 from lineagerun.rpc import node_pb2
 from lineagerun.worker import payloads
+
+_COMPLETIONS_LOCK = threading.Lock()
+
+
+def _complete_forever(work: queue.SimpleQueue) -> None:
+    while True:
+        item = work.get()
+        if item is None:
+            return
+        item()
 
 
 class ObjectReads:
@@ -69,12 +81,15 @@ class ObjectReads:
 
     def get_future(self, ref: ObjectRef) -> Future:
         """A future of ``ref``'s value, as Ray's ``ObjectRef.future()``:
-        asked of the node now, completed on the session's reader thread
-        when the object is ready (no thread waits for it)."""
+        asked of the node now; when the answer comes, the value is made and
+        the future completed on this session's completion thread (no thread
+        waits for the object meanwhile)."""
         out: Future = Future()
         payloads_by_id, missing = self._local_payloads([ref])
 
         def settle(reply: node_pb2.ObjectsReply | None) -> None:
+            if out.done():
+                return  # cancelled (an asyncio wait_for that timed out)
             try:
                 out.set_result(self._values([ref], payloads_by_id, reply)[0])
             except BaseException as err:  # noqa: BLE001 - the value's error is the future's
@@ -92,13 +107,30 @@ class ObjectReads:
 
         def answered(done: Future) -> None:
             error = done.exception()
-            if error is not None:
+            if error is None:
+                self._completions().put(lambda: settle(done.result()))
+            elif not out.done():
                 out.set_exception(error)
-            else:
-                settle(done.result())
 
         answer.add_done_callback(answered)
         return out
+
+    def _completions(self) -> queue.SimpleQueue:
+        """Work for the completion thread, started on first use. Never the
+        session's reader thread: a callback of a future that calls ``get``
+        there would wait for the thread that has to answer it, and making a
+        large value there would hold up every other answer."""
+        with _COMPLETIONS_LOCK:
+            work = getattr(self, "_completion_work", None)
+            if work is None:
+                work = self._completion_work = queue.SimpleQueue()
+                threading.Thread(target=_complete_forever, args=(work,), name="lr-futures", daemon=True).start()
+            return work
+
+    def _stop_completions(self) -> None:
+        work = getattr(self, "_completion_work", None)
+        if work is not None:
+            work.put(None)
 
     def _mapped(self, request_id: int) -> None:
         """The files of a get reply are mapped: the node may evict them once

@@ -101,3 +101,31 @@ def test_outside_an_actor_it_is_a_type_error():
 def test_ray_spelling_works():
     assert lineagerun.actor.exit_actor is exit_actor
     assert lineagerun.actor.ActorHandle is lineagerun.ActorHandle
+
+
+@lineagerun.remote(max_concurrency=2)
+class ThreadedQuitter:
+    def nap(self, seconds):
+        time.sleep(seconds)
+        return seconds
+
+    def quit_after(self, seconds):
+        time.sleep(seconds)
+        exit_actor()
+
+    def touch(self, path):
+        open(path, "w").close()
+        return path
+
+
+def test_calls_queued_in_a_threaded_actor_never_run(tmp_path):
+    actor = ThreadedQuitter.remote()
+    quitting = actor.quit_after.remote(0.3)
+    napping = actor.nap.remote(1.0)  # both pool threads busy: the touches queue behind them
+    touches = [actor.touch.remote(str(tmp_path / f"touched-{i}")) for i in range(4)]
+    for ref in [quitting] + touches:
+        with pytest.raises(exceptions.ActorDiedError):
+            lineagerun.get(ref, timeout=30)
+    with pytest.raises(exceptions.ActorDiedError):
+        lineagerun.get(napping, timeout=30)
+    assert list(tmp_path.iterdir()) == []

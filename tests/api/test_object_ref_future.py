@@ -119,3 +119,27 @@ def test_a_task_holding_a_future_keeps_its_cpu():
     time.sleep(0.8)  # the holder has asked for the object by now
     assert lineagerun.available_resources().get("CPU", 0) == total - 2
     assert lineagerun.get(holder, timeout=30) == "late"
+
+
+def test_a_done_callback_may_call_get():
+    other = add.remote(10, 10)
+    seen = []
+    done = threading.Event()
+
+    def callback(future):
+        seen.append(future.result() + lineagerun.get(other, timeout=30))  # on the completion thread
+        done.set()
+
+    add.remote(1, 1).future().add_done_callback(callback)
+    assert done.wait(30) and seen == [22]
+
+
+def test_an_await_that_times_out_leaves_the_object_gettable():
+    ref = slow.remote("eventually", 0.8)
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ref, timeout=0.1)
+
+    asyncio.run(main())
+    assert lineagerun.get(ref, timeout=30) == "eventually"

@@ -104,3 +104,34 @@ def test_actor_pool_without_actors_says_so():
     pool.submit(lambda actor, v: actor.double.remote(v), 1)
     with pytest.raises(exceptions.InvalidArgumentError, match="no actors"):
         pool.get_next()
+
+
+def test_a_dead_actor_leaves_the_pool():
+    doomed, healthy = Doubler.remote(), Doubler.remote()
+    lineagerun.kill(doomed)
+    pool = ActorPool([healthy, doomed])  # submit takes the last idle one first: doomed
+    pool.submit(lambda actor, v: actor.double.remote(v), 1)
+    pool.submit(lambda actor, v: actor.double.remote(v), 2)
+    pool.submit(lambda actor, v: actor.double.remote(v), 3)
+    with pytest.raises(exceptions.ActorDiedError):
+        pool.get_next()
+    assert [pool.get_next(), pool.get_next()] == [4, 6]  # both on the healthy actor
+    assert pool.pop_idle() is healthy and pool.pop_idle() is None
+
+
+def test_push_refuses_another_handle_of_a_busy_actor():
+    Doubler.options(name="pooled").remote()
+    pool = ActorPool([lineagerun.get_actor("pooled")])
+    pool.submit(lambda actor, s: actor.nap.remote(s), 0.2)
+    with pytest.raises(exceptions.InvalidArgumentError, match="already belongs"):
+        pool.push(lineagerun.get_actor("pooled"))
+    assert pool.get_next() == 0.2
+
+
+def test_fn_that_raises_keeps_the_actor_in_the_pool():
+    pool = ActorPool([Doubler.remote()])
+    with pytest.raises(ZeroDivisionError):
+        pool.submit(lambda actor, v: 1 / 0, 1)
+    with pytest.raises(exceptions.InvalidArgumentError, match="ObjectRef"):
+        pool.submit(lambda actor, v: b"not a ref", 1)
+    assert pool.has_free()
