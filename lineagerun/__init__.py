@@ -10,6 +10,7 @@ from lineagerun.api.progress import progress
 from lineagerun.api.remote_function import RemoteFunction
 from lineagerun.api.runtime_context import available_resources, cluster_resources, get_runtime_context, nodes
 from lineagerun.api.session import init, is_initialized, shutdown
+from lineagerun.api.timeline import timeline
 
 
 def remote(*args, **options):
@@ -48,5 +49,5 @@ def method(*, num_returns: int = 1):
 __all__ = [
     "ActorClass", "ActorHandle", "ObjectRef", "RemoteFunction", "actor", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_actor", "get_runtime_context", "init", "is_initialized",
-    "kill", "method", "nodes", "progress", "put", "remote", "shutdown", "wait",
+    "kill", "method", "nodes", "progress", "put", "remote", "shutdown", "timeline", "wait",
 ]
