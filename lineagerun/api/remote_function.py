@@ -110,7 +110,7 @@ class RemoteFunction:
             retry_exception_names=[f"{c.__module__}.{c.__qualname__}" for c in retry]
             if isinstance(retry, (list, tuple)) else [],
             scheduling_strategy=scheduling_strategy_proto(opts["scheduling_strategy"]),
-            name=opts["name"] or "")
+            name=opts["name"] or "", max_calls=opts["max_calls"] or 0)
         self._template = (opts["num_returns"], resources_units(options_table.task_resource_demand(opts)),
                           task_options)
         return self._template

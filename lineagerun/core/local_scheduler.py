@@ -451,14 +451,27 @@ class LocalScheduler:
             task = self._release_worker(worker)
             if task is not None and task.state in ON_WORKER_STATES:
                 self._move(task, S.FINISHED)
-            self._promote_next(worker)
-            return []
-        worker = self._queued_on(event.task_id, event.worker_id, event.attempt_number)
-        if worker is not None:  # the node could not send the queued task after all
-            task = self._take_next(worker)
-            if task is not None:
-                self._move(task, S.FINISHED)
+            if not event.retire_worker:
+                self._promote_next(worker)
+        else:
+            worker = self._queued_on(event.task_id, event.worker_id, event.attempt_number)
+            if worker is not None:  # the node could not send the queued task after all
+                task = self._take_next(worker)
+                if task is not None:
+                    self._move(task, S.FINISHED)
+        if event.retire_worker:
+            self._retire(event.worker_id)
         return []
+
+    def _retire(self, worker_id: WorkerID) -> None:
+        """The worker leaves once idle: what its second slot holds never started."""
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.task_id is not None:
+            return  # gone already, or still running a task (its WorkerDied will come)
+        del self.workers[worker_id]
+        queued = self._take_next(worker)
+        if queued is not None:
+            self._move(queued, S.READY, front=True)
 
     def _on_handed_back(self, event: TaskHandedBack) -> list[Effect]:
         worker = self._queued_on(event.task_id, event.worker_id, event.attempt_number)

@@ -50,11 +50,15 @@ class TaskStarted:
 
 @dataclass(frozen=True)
 class TaskFinished:
-    """The worker is done with the task (returned or raised) and idle again."""
+    """The worker is done with the task (returned or raised) and idle again,
+    or, with ``retire_worker``, leaving (it ran its function's ``max_calls``):
+    nothing more is sent to it and a task queued in its second slot goes
+    back to the queue (it never started: same attempt)."""
 
     task_id: TaskID
     worker_id: WorkerID
     attempt_number: int
+    retire_worker: bool = False
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,9 @@ _OPTION_LIST = [
            DEFAULT_TASK_MAX_RETRIES, None, "retries when the worker or node dies mid-task"),
     Option("retry_exceptions", TASK, "a bool, or a list of exception classes", _check_retry_exceptions, False, None,
            "also retry when user code raises (these exceptions, or any when True)"),
+    Option("max_calls", TASK, "an int >= 0 (0 = no limit)", _counting(0), 0, None,
+           "a worker that ran this many calls of the function exits and a fresh one takes over "
+           "(memory a library leaks goes with it)"),
     Option("name", BOTH, f"None or a non-empty str of at most {NAME_LENGTH_MAX} characters", _check_name, None, None,
            "task name (for display) or actor name (for get_actor)"),
     Option("namespace", ACTOR, f"None or a non-empty str of at most {NAME_LENGTH_MAX} characters", _check_name,

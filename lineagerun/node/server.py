@@ -463,7 +463,10 @@ class NodeManager(ActorHandlers, ObjectRequests):
                 return
         if worker_id is not None and worker_id not in self.actors.by_worker:
             self._apply(self.scheduler.handle(ls.TaskFinished(TaskID(message.task_id), worker_id,
-                                                              message.attempt_number)))
+                                                              message.attempt_number, message.retire_worker)))
+            if message.retire_worker and worker_id not in self.scheduler.workers:
+                # Its function's max_calls: the scheduler let it go once idle; a fresh one takes over.
+                self._worker_gone(worker_id, "it ran its function's max_calls calls")
 
     def _on_task_handed_back(self, session: Session, message: node_pb2.TaskHandedBack) -> None:
         """The worker gives back a task it had not started (its running task

@@ -153,7 +153,7 @@ class SchedulingStrategy(_message.Message):
     def __init__(self, default: _Optional[bool] = ..., spread: _Optional[bool] = ..., node_affinity: _Optional[_Union[NodeAffinity, _Mapping]] = ...) -> None: ...
 
 class TaskOptions(_message.Message):
-    __slots__ = ("max_retries", "retry_exceptions", "retry_exception_names", "scheduling_strategy", "name", "namespace", "lifetime")
+    __slots__ = ("max_retries", "retry_exceptions", "retry_exception_names", "scheduling_strategy", "name", "namespace", "lifetime", "max_calls")
     MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
     RETRY_EXCEPTIONS_FIELD_NUMBER: _ClassVar[int]
     RETRY_EXCEPTION_NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class TaskOptions(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_CALLS_FIELD_NUMBER: _ClassVar[int]
     max_retries: int
     retry_exceptions: bool
     retry_exception_names: _containers.RepeatedScalarFieldContainer[str]
@@ -168,7 +169,8 @@ class TaskOptions(_message.Message):
     name: str
     namespace: str
     lifetime: ActorLifetime
-    def __init__(self, max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_names: _Optional[_Iterable[str]] = ..., scheduling_strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., lifetime: _Optional[_Union[ActorLifetime, str]] = ...) -> None: ...
+    max_calls: int
+    def __init__(self, max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., retry_exception_names: _Optional[_Iterable[str]] = ..., scheduling_strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., lifetime: _Optional[_Union[ActorLifetime, str]] = ..., max_calls: _Optional[int] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
     __slots__ = ("task_id", "job_id", "parent_task_id", "submission_index", "function_id", "actor_id", "method_name", "sequence_number", "args", "kwargs", "num_returns", "resources", "options", "owner_worker_id", "is_actor_creation", "is_actor_task", "checkpoint_interval", "max_restarts", "max_task_retries", "max_concurrency", "submitted_ms")

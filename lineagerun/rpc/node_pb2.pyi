@@ -127,20 +127,22 @@ class PutObject(_message.Message):
     def __init__(self, object_id: _Optional[bytes] = ..., payload: _Optional[_Union[ObjectPayload, _Mapping]] = ...) -> None: ...
 
 class TaskFinished(_message.Message):
-    __slots__ = ("task_id", "attempt_number", "returns", "application_error", "error_kind", "duration_ms")
+    __slots__ = ("task_id", "attempt_number", "returns", "application_error", "error_kind", "duration_ms", "retire_worker")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     RETURNS_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_ERROR_FIELD_NUMBER: _ClassVar[int]
     ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    RETIRE_WORKER_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     attempt_number: int
     returns: _containers.RepeatedCompositeFieldContainer[ObjectResult]
     application_error: bool
     error_kind: str
     duration_ms: int
-    def __init__(self, task_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., returns: _Optional[_Iterable[_Union[ObjectResult, _Mapping]]] = ..., application_error: _Optional[bool] = ..., error_kind: _Optional[str] = ..., duration_ms: _Optional[int] = ...) -> None: ...
+    retire_worker: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., attempt_number: _Optional[int] = ..., returns: _Optional[_Iterable[_Union[ObjectResult, _Mapping]]] = ..., application_error: _Optional[bool] = ..., error_kind: _Optional[str] = ..., duration_ms: _Optional[int] = ..., retire_worker: _Optional[bool] = ...) -> None: ...
 
 class TaskHandedBack(_message.Message):
     __slots__ = ("task_id", "attempt_number")

@@ -84,6 +84,7 @@ class Executor:
         self._main_busy = False  # the main thread runs a task
         self._waiting = 0  # get/wait calls in progress while it does
         self._exiting = False  # a method called exit_actor(): nothing more runs here
+        self._calls: dict[bytes, int] = {}  # function id -> calls run, for max_calls
         self._actor_resources: tuple = ()
         core.blocking = self._handing_back
 
@@ -291,7 +292,22 @@ class Executor:
         finally:
             current_task.reset(token)
         finished.duration_ms = int((time.monotonic() - started_s) * 1000)
+        if self._reached_max_calls(spec):
+            # The node retires this worker: a task queued behind this one
+            # must not start here (it goes back to the node's queue).
+            with self._running_lock:
+                handed, self._not_started = self._not_started, []
+            self._hand_back(handed)
+            finished.retire_worker = True
         self.core.send(node_pb2.ClientMessage(task_finished=finished))
+
+    def _reached_max_calls(self, spec: lineage_pb2.TaskSpec) -> bool:
+        """Whether this call was the last of the function's ``max_calls`` here."""
+        limit = spec.options.max_calls
+        if not limit or spec.is_actor_task or spec.is_actor_creation:
+            return False
+        count = self._calls[spec.function_id] = self._calls.get(spec.function_id, 0) + 1
+        return count >= limit
 
     async def _run_async(self, execute: node_pb2.ExecuteTask) -> None:
         spec = execute.spec

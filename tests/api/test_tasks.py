@@ -286,3 +286,22 @@ def assigned_resources():
 def test_get_assigned_resources_of_a_task_and_the_driver():
     assert lineagerun.get(assigned_resources.remote(), timeout=60) == {"CPU": 2.0}
     assert lineagerun.get_runtime_context().get_assigned_resources() == {}
+
+
+@lineagerun.remote(max_calls=2, max_retries=0)  # a task lost with a retiring worker would fail
+def worker_pid():
+    return os.getpid()
+
+
+def test_max_calls_retires_the_worker_after_that_many_calls():
+    pids = [lineagerun.get(worker_pid.remote(), timeout=60) for _ in range(6)]
+    # Each worker ran the function at most twice, then a fresh one took over.
+    assert all(pids.count(pid) <= 2 for pid in pids)
+    assert len(set(pids)) >= 3
+    many = lineagerun.get([worker_pid.remote() for _ in range(20)], timeout=120)  # queued behind retiring ones too
+    assert len(many) == 20 and all(many.count(pid) <= 2 for pid in many)
+
+
+def test_max_calls_must_be_a_count():
+    with pytest.raises(lineagerun.exceptions.InvalidArgumentError, match="max_calls"):
+        worker_pid.options(max_calls=-1)

@@ -152,6 +152,21 @@ def test_a_blocked_worker_gets_no_second_task():
     assert s.workers[worker(0)].next_task_id is None and s.state_of(task(1)) is TaskState.READY
 
 
+def test_a_retiring_worker_leaves_and_its_queued_task_goes_back_first():
+    s = busy_node(cpus=1, workers=1, pool=2)
+    assert dispatches(s.handle(TaskSubmitted(task(1), CPU1))) == [(task(1), worker(0))]  # its second slot
+    effects = s.handle(TaskFinished(task(0), worker(0), 0, retire_worker=True))
+    assert worker(0) not in s.workers
+    assert s.state_of(task(0)) is TaskState.FINISHED
+    assert s.state_of(task(1)) is TaskState.READY  # never started: same attempt, no retry used
+    assert not any(isinstance(e, RetryTask) for e in effects)
+    assert any(isinstance(e, StartWorker) for e in effects)  # a fresh worker for it
+    s.handle(WorkerRegistered(worker(7)))
+    s.check_invariants()
+    assert s.state_of(task(1)) is TaskState.DISPATCHED and s.workers[worker(7)].task_id == task(1)
+    assert s.resources.available == ResourceSet({"CPU": 0})
+
+
 class SecondSlotMachine(LocalSchedulerMachine):
     """The random walk of test_local_scheduler.py with second slots on, hand-backs and creations."""
 
@@ -196,6 +211,15 @@ class SecondSlotMachine(LocalSchedulerMachine):
         entry = self.s.workers[worker_id]
         event = TaskFinished if undo else TaskHandedBack
         self.feed(event(entry.next_task_id, worker_id, entry.next_attempt_number))
+
+
+    @precondition(lambda self: any(e.task_id is not None for e in self.s.workers.values()))
+    @rule(data=st.data())
+    def worker_retires_after_its_task(self, data):
+        worker_id = data.draw(st.sampled_from(self.busy_workers()))
+        entry = self.s.workers[worker_id]
+        self.feed(TaskFinished(entry.task_id, worker_id, entry.attempt_number, retire_worker=True))
+        assert worker_id not in self.s.workers
 
 
 SecondSlotMachine.TestCase.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
