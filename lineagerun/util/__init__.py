@@ -1,5 +1,6 @@
 """Ray's ``ray.util`` names that lineagerun supports: ``ActorPool``,
-``as_completed``, ``map_unordered`` and ``scheduling_strategies``.
+``as_completed``, ``map_unordered``, and the modules ``queue`` (``Queue``)
+and ``scheduling_strategies``.
 
 Loaded on first use: the node manager and the replicas import
 ``lineagerun.util.event_loop`` and must not pull in the client API."""
