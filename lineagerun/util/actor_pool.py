@@ -51,17 +51,17 @@ class ActorPool:
     def map(self, fn: Callable, values: Iterable) -> Iterator[Any]:
         """Results of ``fn`` over ``values``, in their order. Results not
         yet fetched from earlier submissions are dropped first."""
-        self._drop_pending_results()
-        for value in values:
-            self.submit(fn, value)
-        return self._results(self.get_next)
+        return self._map(fn, values, self.get_next)
 
     def map_unordered(self, fn: Callable, values: Iterable) -> Iterator[Any]:
         """As ``map``, but each result as soon as it is ready."""
+        return self._map(fn, values, self.get_next_unordered)
+
+    def _map(self, fn: Callable, values: Iterable, next_result: Callable[[], Any]) -> Iterator[Any]:
         self._drop_pending_results()
         for value in values:
             self.submit(fn, value)
-        return self._results(self.get_next_unordered)
+        return self._results(next_result)
 
     def _results(self, next_result: Callable[[], Any]) -> Iterator[Any]:
         while self.has_next():

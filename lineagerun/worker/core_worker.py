@@ -21,7 +21,7 @@ import itertools
 import os
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 import grpc
@@ -100,6 +100,8 @@ class CoreWorker(ObjectReads):
         self.exported_bodies: dict[bytes, tuple[bytes, str]] = {}
         self._local_objects: dict[bytes, node_pb2.ObjectPayload] = {}
         self._reader: threading.Thread | None = None
+        # Completes ObjectRef.future()s (object_reads.py); its thread starts on first use.
+        self._completions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lr-futures")
         self._ref_events = None
         self._ref_counts: dict[bytes, int] = {}
         self._escaped: set[bytes] = set()
@@ -260,7 +262,7 @@ class CoreWorker(ObjectReads):
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout=5)
         self._fail_pending(SessionClosedError("the session with the node manager is closed"))
-        self._stop_completions()
+        self._completions.shutdown(wait=False)
 
     @property
     def closed(self) -> bool:

@@ -105,8 +105,6 @@ class Executor:
 
     def _dispatch(self, execute: node_pb2.ExecuteTask) -> None:
         spec = execute.spec
-        if self._exiting:
-            return  # the node fails it with the actor's death
         if spec.is_actor_task and self._loop is not None:
             asyncio.run_coroutine_threadsafe(self._run_async(execute), self._loop)
         elif spec.is_actor_task and self._pool is not None:
@@ -128,8 +126,6 @@ class Executor:
             execute = self._queue.get()
             if execute is None:
                 return
-            if self._exiting:
-                continue
             with self._running_lock:
                 if _may_hand_back(execute.spec):
                     if not any(e is execute for e in self._not_started):
@@ -263,7 +259,7 @@ class Executor:
     def _run(self, execute: node_pb2.ExecuteTask) -> None:
         spec = execute.spec
         if self._exiting:
-            return  # queued in a threaded actor's pool: the node fails it with the actor's death
+            return  # exit_actor() was called: the node fails it with the actor's death
         token = current_task.set(self._running(execute))
         started_s = time.monotonic()
         with self._running_lock:
@@ -280,7 +276,7 @@ class Executor:
                     self._running_threads.pop(spec.task_id, None)
             finished = self._finished(execute, result)
         except (exceptions.ActorExitRequested, exceptions.AsyncioActorExit) as exc:
-            actor_id = self._running(execute).actor_id
+            actor_id = current_task.get().actor_id
             if actor_id is None:  # raised by hand in a plain task: an ordinary error
                 finished = self._failed(execute, exc)
             else:

@@ -2,7 +2,11 @@
 future, for ``ObjectRef.future()`` and ``await ref``) and ``wait``.
 
 A mixin of ``CoreWorker`` (core_worker.py): it uses the session's request
-futures (``_request``/``_request_future``), outbox and ref tracking. Own
+futures (``_request``/``_request_future``), outbox, ref tracking and
+``_completions`` (one thread that makes a future's value and completes it:
+never the session's reader thread, since a done-callback that calls
+``get`` there would wait for the thread that has to answer it, and making a
+large value there would hold up every other answer). Own
 small puts are answered from ``_local_objects`` without a round trip; a
 reply naming files of the node's shared-memory store is acknowledged with
 ``ObjectsMapped`` once they are mapped, so the node can drop its pins.
@@ -10,8 +14,6 @@ reply naming files of the node's shared-memory store is acknowledged with
 
 from __future__ import annotations
 
-import queue
-import threading
 from concurrent.futures import Future
 from typing import Any
 
@@ -19,17 +21,6 @@ from lineagerun import exceptions
 from lineagerun.api.object_ref import ObjectRef
 from lineagerun.rpc import node_pb2
 from lineagerun.worker import payloads
-
-_COMPLETIONS_LOCK = threading.Lock()
-
-
-def _complete_forever(work: queue.SimpleQueue) -> None:
-    while True:
-        item = work.get()
-        if item is None:
-            return
-        item()
-
 
 class ObjectReads:
     def _local_payloads(self, refs: list[ObjectRef]) -> tuple[dict[bytes, Any], list[bytes]]:
@@ -108,29 +99,16 @@ class ObjectReads:
         def answered(done: Future) -> None:
             error = done.exception()
             if error is None:
-                self._completions().put(lambda: settle(done.result()))
-            elif not out.done():
+                try:
+                    self._completions.submit(settle, done.result())
+                    return
+                except RuntimeError as closed:  # the session closed meanwhile
+                    error = closed
+            if not out.done():
                 out.set_exception(error)
 
         answer.add_done_callback(answered)
         return out
-
-    def _completions(self) -> queue.SimpleQueue:
-        """Work for the completion thread, started on first use. Never the
-        session's reader thread: a callback of a future that calls ``get``
-        there would wait for the thread that has to answer it, and making a
-        large value there would hold up every other answer."""
-        with _COMPLETIONS_LOCK:
-            work = getattr(self, "_completion_work", None)
-            if work is None:
-                work = self._completion_work = queue.SimpleQueue()
-                threading.Thread(target=_complete_forever, args=(work,), name="lr-futures", daemon=True).start()
-            return work
-
-    def _stop_completions(self) -> None:
-        work = getattr(self, "_completion_work", None)
-        if work is not None:
-            work.put(None)
 
     def _mapped(self, request_id: int) -> None:
         """The files of a get reply are mapped: the node may evict them once
